@@ -1,0 +1,1 @@
+"""Object detection: backbones, heads, the Lightning system, evaluation and inference."""

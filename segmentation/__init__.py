@@ -1,0 +1,1 @@
+"""Semantic segmentation: FCN, its Lightning system, metrics and palette output."""
