@@ -1,0 +1,56 @@
+"""What every backbone shares: named taps with known strides and channels.
+
+Shape letters: ``N`` images, ``C_k`` channels of tap ``k``, ``H/s_k, W/s_k`` its size.
+A backbone's ``forward(x: Tensor[N, 3, H, W])`` returns ``dict[str, Tensor[N, C_k, H/s_k, W/s_k]]``
+ordered by increasing stride.
+"""
+
+from collections import OrderedDict
+
+from torch import Tensor, nn
+
+
+class Backbone(nn.Module):
+    """Runs ``stages`` in order and returns the outputs of the tapped ones.
+
+    ``stages`` maps a stage name to its module; ``taps`` maps each tapped stage name to its
+    ``(stride, channels)``. ``frozen_stages`` freezes the first stages (parameters stop
+    requiring grad, and their BatchNorm layers stay in eval mode even in training).
+    """
+
+    def __init__(self, *, stages: "OrderedDict[str, nn.Module]", taps: dict[str, tuple[int, int]], frozen_stages: int = 0) -> None:
+        super().__init__()
+        if not 0 <= frozen_stages <= len(stages):
+            raise ValueError(f"frozen_stages must be in 0..{len(stages)}, got {frozen_stages}")
+        missing = set(taps) - set(stages)
+        if missing:
+            raise ValueError(f"taps {sorted(missing)} are not stages ({list(stages)})")
+        self.stages = nn.ModuleDict(stages)
+        self.strides = {name: taps[name][0] for name in stages if name in taps}
+        self.channels = {name: taps[name][1] for name in stages if name in taps}
+        self.out_channels = list(self.channels.values())[-1]
+        self.frozen_stages = frozen_stages
+        self._frozen = list(self.stages.values())[:frozen_stages]
+        for stage in self._frozen:
+            stage.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Backbone":
+        super().train(mode)
+        for stage in self._frozen:
+            stage.eval()
+        return self
+
+    def tap_for_stride(self, stride: int) -> str:
+        """Name of the tap at ``stride`` (the deepest one if several share it)."""
+        names = [name for name, s in self.strides.items() if s == stride]
+        if not names:
+            raise ValueError(f"no tap at stride {stride}; taps: {self.strides}")
+        return names[-1]
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for name, stage in self.stages.items():
+            x = stage(x)
+            if name in self.strides:
+                out[name] = x
+        return out
