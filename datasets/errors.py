@@ -4,6 +4,7 @@ Readers raise :class:`DatasetError` for any input that would otherwise crash dee
 worker or give silently wrong numbers. The message always names the offending file.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -14,3 +15,15 @@ class DatasetError(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about one file. ``severity`` is ``"error"`` (data would be wrong or lost) or ``"warning"``."""
+
+    path: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.path}: {self.message}"

@@ -1,0 +1,141 @@
+"""COCO instances reader, through pycocotools.
+
+- ``bbox`` ``[x, y, w, h]`` is converted to xyxy by ``datasets.boxes.xywh_to_xyxy``.
+- Category ids (often non-contiguous, 1..90 in COCO) map to labels ``1..C`` in sorted-id
+  order: ``category_id_to_label`` and ``label_to_category_id`` go both ways.
+- ``iscrowd`` is kept per object; crowd regions stay in the target for the evaluator.
+- Masks (polygons, compressed or uncompressed RLE) are decoded in ``load(i)``, on demand.
+- Images without annotations are kept unless ``filter_empty=True`` (for training).
+- ``file_name`` must stay inside ``image_root``.
+"""
+
+import contextlib
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+from pycocotools.coco import COCO
+
+from datasets.base import DetectionDataset, Target, Transforms
+from datasets.boxes import xywh_to_xyxy
+from datasets.errors import DatasetError, Problem
+from datasets.palette import VOID_INDEX
+from datasets.safe_io import read_image, resolve_inside
+from datasets.validation import check_boxes
+
+REQUIRED_KEYS = ("images", "annotations", "categories")
+
+
+def load_coco(ann_file: str | Path) -> COCO:
+    """Parse an instances JSON into a pycocotools ``COCO``; malformed files raise ``DatasetError``."""
+    ann_file = Path(ann_file)
+    try:
+        data = json.loads(ann_file.read_text())
+    except FileNotFoundError:
+        raise DatasetError(ann_file, "annotation file is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(ann_file, f"malformed JSON ({error})") from None
+    if not isinstance(data, dict) or any(key not in data for key in REQUIRED_KEYS):
+        raise DatasetError(ann_file, f"not a COCO instances file: needs top-level keys {list(REQUIRED_KEYS)}")
+    known_images = {image.get("id") for image in data["images"]}
+    known_categories = {c.get("id") for c in data["categories"]}
+    for ann in data["annotations"]:
+        if ann.get("image_id") not in known_images:
+            raise DatasetError(ann_file, f"annotation {ann.get('id')} refers to unknown image id {ann.get('image_id')}")
+        if ann.get("category_id") not in known_categories:
+            raise DatasetError(ann_file, f"annotation {ann.get('id')} has unknown category id {ann.get('category_id')}")
+        if len(ann.get("bbox", ())) != 4:
+            raise DatasetError(ann_file, f"annotation {ann.get('id')} has no 4-number bbox")
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+class COCODetection(DetectionDataset):
+    """``dataset[i] -> (Tensor[3, H, W], target)``; ``image_id`` is COCO's id."""
+
+    def __init__(
+        self,
+        image_root: str | Path,
+        ann_file: str | Path,
+        *,
+        transforms: Transforms | None = None,
+        with_masks: bool = False,
+        with_semantic: bool = False,
+        filter_empty: bool = False,
+    ) -> None:
+        super().__init__(transforms)
+        self.image_root = Path(image_root)
+        self.ann_file = Path(ann_file)
+        self.coco = load_coco(ann_file)
+        self.with_masks = with_masks
+        self.with_semantic = with_semantic
+        category_ids = sorted(self.coco.getCatIds())
+        self.category_id_to_label = {cid: label for label, cid in enumerate(category_ids, start=1)}
+        self.label_to_category_id = {label: cid for cid, label in self.category_id_to_label.items()}
+        self.classes = [self.coco.cats[cid]["name"] for cid in category_ids]
+        ids = sorted(self.coco.getImgIds())
+        if filter_empty:
+            ids = [i for i in ids if any(not a.get("iscrowd", 0) for a in self.coco.imgToAnns[i])]
+        self.ids = ids
+        self.problems: list[Problem] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image_path(self, index: int) -> Path:
+        info = self.coco.imgs[self.ids[index]]
+        return resolve_inside(self.image_root, info["file_name"])
+
+    def load_annotation(self, index: int) -> tuple[Target, list[dict], list[Problem]]:
+        """Target without decoding the image, the kept raw annotations, and the problems found."""
+        image_id = self.ids[index]
+        info = self.coco.imgs[image_id]
+        height, width = int(info["height"]), int(info["width"])
+        anns = self.coco.imgToAnns[image_id]
+        raw = xywh_to_xyxy(np.asarray([a["bbox"] for a in anns], dtype=np.float32))
+        where = f"{self.ann_file} (image id {image_id}, {info['file_name']})"
+        boxes, keep, problems = check_boxes(where, raw, height, width)
+        kept = [a for a, k in zip(anns, keep) if k]
+        target: Target = {
+            "boxes": boxes[keep],
+            "labels": np.asarray([self.category_id_to_label[a["category_id"]] for a in kept], dtype=np.int64),
+            "difficult": np.zeros(len(kept), dtype=bool),
+            "iscrowd": np.asarray([bool(a.get("iscrowd", 0)) for a in kept], dtype=bool),
+            "image_id": image_id,
+            "orig_size": (height, width),
+        }
+        return target, kept, problems
+
+    def load(self, index: int) -> tuple[np.ndarray, Target]:
+        target, kept, problems = self.load_annotation(index)
+        for problem in problems:
+            warnings.warn(str(problem), stacklevel=2)
+        self.problems.extend(problems)
+        path = self.image_path(index)
+        image = read_image(path)
+        if image.shape[:2] != target["orig_size"]:
+            raise DatasetError(path, f"annotation says {target['orig_size']} but the image is {image.shape[:2]}")
+        if self.with_masks or self.with_semantic:
+            height, width = target["orig_size"]
+            masks = [self.coco.annToMask(a) for a in kept if "segmentation" in a]
+            if len(masks) != len(kept):
+                raise DatasetError(self.ann_file, f"image id {target['image_id']}: an annotation has no segmentation")
+            masks = np.stack(masks).astype(np.uint8) if masks else np.zeros((0, height, width), np.uint8)
+            if self.with_masks:
+                target["masks"] = masks
+            if self.with_semantic:
+                target["semantic"] = self._semantic(masks, target["labels"], target["iscrowd"], height, width)
+        return image, target
+
+    @staticmethod
+    def _semantic(masks: np.ndarray, labels: np.ndarray, iscrowd: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Later instances paint over earlier ones; crowd regions become void (255). ``[H, W]`` uint8."""
+        semantic = np.zeros((height, width), np.uint8)
+        for mask, label, crowd in zip(masks.astype(bool), labels, iscrowd):
+            semantic[mask] = VOID_INDEX if crowd else label
+        return semantic
