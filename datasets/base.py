@@ -19,6 +19,7 @@ Transforms = Callable[[np.ndarray, Target], tuple[np.ndarray, Target]]
 
 _TENSOR_DTYPES = {
     "boxes": torch.float32,
+    "area": torch.float32,
     "labels": torch.int64,
     "difficult": torch.bool,
     "iscrowd": torch.bool,

@@ -106,6 +106,7 @@ class COCODetection(DetectionDataset):
             "labels": np.asarray([self.category_id_to_label[a["category_id"]] for a in kept], dtype=np.int64),
             "difficult": np.zeros(len(kept), dtype=bool),
             "iscrowd": np.asarray([bool(a.get("iscrowd", 0)) for a in kept], dtype=bool),
+            "area": np.asarray([float(a.get("area", 0.0)) for a in kept], dtype=np.float32),
             "image_id": image_id,
             "orig_size": (height, width),
         }

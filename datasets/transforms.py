@@ -20,7 +20,7 @@ import numpy as np
 from datasets.base import Target
 from datasets.palette import VOID_INDEX
 
-PER_BOX_KEYS = ("labels", "difficult", "iscrowd")
+PER_BOX_KEYS = ("labels", "difficult", "iscrowd", "area")
 DEFAULT_SCALE = (0.75, 1.25)
 DEFAULT_TRANSLATE = (-0.1, 0.1)
 DEFAULT_MIN_VISIBILITY = 0.3
