@@ -116,8 +116,9 @@ class DetectionDataModule(L.LightningDataModule):
         if "train" not in self.datasets and stage in (None, "fit"):
             parts = [self._build("train", root) for root in self.roots]
             self.datasets["train"] = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-        for name in ("val", "test"):
-            if name not in self.datasets and (stage in (None, "fit", "validate") or stage == name):
+        wanted = {"fit": ["val"], "validate": ["val"], "test": ["test"], "predict": ["test"], None: ["val", "test"]}
+        for name in wanted.get(stage, []):
+            if name not in self.datasets:
                 self.datasets[name] = self._build(name, self.roots[0])
 
     def dataset(self, stage: str) -> Dataset:

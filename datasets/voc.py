@@ -131,7 +131,9 @@ class VOCDetection(DetectionDataset):
         path = self.annotation_path(index)
         ann = parse_annotation(path)
         labels = _labels(path, ann.names, self.classes)
-        boxes, keep, problems = check_boxes(str(path), voc_to_xyxy(ann.boxes), ann.height, ann.width)
+        boxes, keep, problems = check_boxes(
+            str(path), voc_to_xyxy(ann.boxes), ann.height, ann.width, as_written=ann.boxes
+        )
         target: Target = {
             "boxes": boxes[keep],
             "labels": labels[keep],

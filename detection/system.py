@@ -1,0 +1,249 @@
+"""The detection LightningModule: a thin system around any model honouring the detector contract.
+
+The model decides what it returns from its own ``train()`` / ``eval()`` mode (which Lightning
+switches): a ``dict[str, Tensor]`` of ``loss_*`` terms in training, a ``list[dict]`` of
+``boxes [K, 4]`` xyxy pixels, ``labels [K]``, ``scores [K]`` in eval. The system sums and logs the
+loss terms, feeds the injected evaluator during validation and test, and owns the optimizer and
+the LR schedule (both plain, typed config values).
+
+Batches are ``(images: list[Tensor[3, H, W]], targets: list[dict])`` (``datasets/collate.py``);
+``N = len(images)`` is passed to every ``self.log`` as ``batch_size`` because Lightning would
+otherwise guess it from the first tensor it finds.
+"""
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """``docs/ARCHITECTURE.md``: reset, update with predictions and targets, compute flat metrics."""
+
+    def reset(self) -> None: ...
+
+    def update(self, preds: list[dict], targets: list[dict]) -> None: ...
+
+    def compute(self) -> dict[str, float]: ...
+
+
+# An evaluator class with its other init args bound; the system passes ``classes=...`` at setup.
+EvaluatorFactory = Callable[[Sequence[str]], Evaluator]
+
+Batch = tuple[list[Tensor], list[dict[str, Any]]]
+
+
+WARMUP_START_FACTOR = 1e-3  # the LR starts at lr / 1000 and rises linearly (torchvision references)
+
+
+class WarmupSchedule:
+    """LR multiplier per optimizer step: linear warm-up, then cosine, step or constant.
+
+    A callable object rather than a closure so that ``LambdaLR.state_dict`` saves its
+    (plain-number) state and a resumed run continues the same schedule.
+    """
+
+    def __init__(
+        self, *, kind: str, warmup_steps: int, total_steps: int, milestones: list[int], gamma: float
+    ) -> None:
+        self.kind = kind
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+        self.milestones = list(milestones)
+        self.gamma = gamma
+
+    def __call__(self, step: int) -> float:
+        warmup = 1.0
+        if step < self.warmup_steps:
+            alpha = step / self.warmup_steps
+            warmup = WARMUP_START_FACTOR * (1.0 - alpha) + alpha
+        if self.kind == "cosine":
+            progress = min(step / max(1, self.total_steps), 1.0)
+            return warmup * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if self.kind == "step":
+            return warmup * self.gamma ** sum(step >= m for m in self.milestones)
+        return warmup
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a training loss is NaN or infinite; the message names the step and the terms."""
+
+
+class DetectionSystem(L.LightningModule):
+    """Train / validate / test any detector honouring the contract.
+
+    Args:
+        model: the detector (``nn.Module``).
+        evaluator: an evaluator factory, called as ``evaluator(classes=[...])`` at ``setup``.
+        monitor: the evaluator key that ModelCheckpoint watches (logged as ``val/<monitor>``).
+        classes: foreground class names, used only when the data module exposes none.
+        optimizer, lr, momentum, weight_decay: the optimizer (``momentum`` is SGD's only).
+        scheduler: ``cosine`` decay to 0 over the run, ``step`` (x ``lr_gamma`` at each epoch
+            of ``lr_milestones``) or ``none``; stepped per optimizer step, after a linear warm-up
+            of ``warmup_steps`` steps.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        evaluator: EvaluatorFactory,
+        monitor: str = "map_50",
+        classes: list[str] | None = None,
+        optimizer: Literal["sgd", "adamw"] = "sgd",
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        scheduler: Literal["cosine", "step", "none"] = "cosine",
+        warmup_steps: int = 0,
+        lr_milestones: list[int] | None = None,
+        lr_gamma: float = 0.1,
+    ) -> None:
+        super().__init__()
+        with warnings.catch_warnings():
+            # Under LightningCLI `model` and `evaluator` arrive as their plain config dicts; in
+            # plain Python they are objects, which are dropped below instead of pickled.
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
+            self.save_hyperparameters()
+        self.remove_ignored_hparams([k for k in ("model", "evaluator") if not isinstance(self.hparams.get(k), dict)])
+        if not callable(evaluator) or (not isinstance(evaluator, type) and isinstance(evaluator, Evaluator)):
+            raise TypeError(
+                f"evaluator must be a factory called with classes=..., e.g. functools.partial(VOCEvaluator), "
+                f"got {type(evaluator).__name__}"
+            )
+        if scheduler == "step" and not lr_milestones:
+            raise ValueError("scheduler='step' needs lr_milestones (epochs), e.g. [8, 11]")
+        self.model = model
+        self.evaluator_factory = evaluator
+        self.evaluator: Evaluator | None = None
+        self.monitor = monitor
+        self.classes: list[str] | None = list(classes) if classes is not None else None
+
+    # ----------------------------------------------------------------------------- setup
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        data_classes = getattr(datamodule, "classes", None)
+        if data_classes is not None:
+            self.classes = list(data_classes)
+        model_classes = getattr(self.model, "num_classes", None)
+        if self.classes is None:
+            if model_classes is None:
+                raise ValueError("no class names: give `classes=` or use a data module that exposes `classes`")
+            self.classes = [f"class_{i}" for i in range(1, model_classes + 1)]
+        if model_classes is not None and model_classes != len(self.classes):
+            raise ValueError(
+                f"the model has num_classes={model_classes} but the data has {len(self.classes)} "
+                f"foreground classes {self.classes}; set model.init_args.num_classes to {len(self.classes)}"
+            )
+        self.evaluator = self.evaluator_factory(classes=list(self.classes))
+
+    # ----------------------------------------------------------------------------- train
+    def forward(self, images: list[Tensor], targets: list[dict] | None = None) -> Any:
+        return self.model(images, targets)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        images, targets = batch
+        loss_dict: dict[str, Tensor] = self.model(images, targets)
+        if not isinstance(loss_dict, dict) or not loss_dict:
+            raise TypeError(f"in train mode the model must return a non-empty dict of loss terms, got {loss_dict!r:.200}")
+        loss = sum(loss_dict.values())
+        finite = bool(torch.isfinite(loss))
+        if self.trainer.world_size > 1:  # every rank stops together instead of hanging in the next all-reduce
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            terms = ", ".join(f"{name}={value.item():.6g}" for name, value in loss_dict.items())
+            raise NonFiniteLossError(
+                f"non-finite training loss at global step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}): {terms}"
+            )
+        batch_size = len(images)
+        # sync_dist: the epoch means average over every rank's batches (a no-op on one device).
+        self.log("train/loss", loss, batch_size=batch_size, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        for name, value in loss_dict.items():
+            self.log(f"train/{name}", value, batch_size=batch_size, on_step=True, on_epoch=True, sync_dist=True)
+        return loss
+
+    # ----------------------------------------------------------------------------- eval
+    def _require_evaluator(self) -> Evaluator:
+        if self.evaluator is None:
+            raise RuntimeError("the evaluator is built in setup(); run through a Trainer")
+        return self.evaluator
+
+    def _eval_step(self, batch: Batch) -> None:
+        images, targets = batch
+        preds = self.model(images)
+        detached = [{k: v.detach() if isinstance(v, Tensor) else v for k, v in p.items()} for p in preds]
+        self._require_evaluator().update(detached, targets)
+
+    def _log_metrics(self, prefix: str) -> dict[str, float]:
+        metrics = self._require_evaluator().compute()
+        if prefix == "val" and not self.trainer.sanity_checking and self.monitor not in metrics:
+            raise KeyError(f"monitor {self.monitor!r} is not among the evaluator's metrics {sorted(metrics)}")
+        # compute() already gathers from every rank, so the values are global: no sync_dist.
+        for key, value in metrics.items():
+            self.log(f"{prefix}/{key}", float(value), prog_bar=key == self.monitor, sync_dist=False)
+        return metrics
+
+    def on_validation_epoch_start(self) -> None:
+        self._require_evaluator().reset()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._require_evaluator().reset()
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    # ----------------------------------------------------------------------------- optim
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if hp.optimizer == "sgd":
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+            )
+        else:
+            optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        total_steps = self.trainer.estimated_stepping_batches
+        if hp.scheduler == "cosine" and not math.isfinite(total_steps):
+            raise ValueError("scheduler='cosine' needs trainer.max_epochs or trainer.max_steps")
+        milestones: list[int] = []
+        if hp.scheduler == "step":
+            if self.trainer.train_dataloader is None:  # max_steps-only runs skip this in the estimate above
+                self.trainer.fit_loop.setup_data()
+            batches = self.trainer.num_training_batches
+            if not math.isfinite(batches):
+                raise ValueError("scheduler='step' has milestones in epochs: the train loader needs a length")
+            steps_per_epoch = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))
+            milestones = [m * steps_per_epoch for m in hp.lr_milestones]
+        schedule = WarmupSchedule(
+            kind=hp.scheduler,
+            warmup_steps=hp.warmup_steps,
+            total_steps=int(total_steps) if math.isfinite(total_steps) else 0,
+            milestones=milestones,
+            gamma=hp.lr_gamma,
+        )
+        lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}
+
+    # ----------------------------------------------------------------------------- checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["detseg_classes"] = list(self.classes) if self.classes is not None else None
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if checkpoint.get("detseg_classes") is not None:
+            self.classes = list(checkpoint["detseg_classes"])

@@ -1,0 +1,39 @@
+"""Check a VOC or COCO dataset before training: counts, empty images and every problem found.
+
+    python scripts/check_dataset.py --voc data/VOCdevkit/VOC2007 --split trainval
+    python scripts/check_dataset.py --voc ../shared/data/voc_bccd/BCCD --split train --classes RBC,WBC,Platelets
+    python scripts/check_dataset.py --coco-ann data/coco/annotations/instances_val2017.json --images data/coco/val2017
+
+Exits with status 1 when it finds errors (warnings alone exit 0).
+"""
+
+import argparse
+import sys
+
+from datasets.check import check_coco, check_voc
+from datasets.voc import VOC_CLASSES
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--voc", help="VOC year directory (with Annotations/, JPEGImages/, ImageSets/)")
+    source.add_argument("--coco-ann", help="COCO instances JSON")
+    parser.add_argument("--split", default="trainval", help="VOC split (ImageSets/Main/<split>.txt)")
+    parser.add_argument("--classes", default=None, help="comma-separated VOC class names (default: the 20 VOC classes)")
+    parser.add_argument("--images", help="COCO image directory")
+    args = parser.parse_args()
+
+    if args.voc:
+        classes = args.classes.split(",") if args.classes else list(VOC_CLASSES)
+        report = check_voc(args.voc, args.split, classes)
+    else:
+        if not args.images:
+            parser.error("--coco-ann needs --images")
+        report = check_coco(args.coco_ann, args.images)
+    print(report.summary())
+    return 1 if report.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

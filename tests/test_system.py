@@ -1,0 +1,191 @@
+"""DetectionSystem: one train + eval step through Lightning, logging, non-finite guard, schedule."""
+
+import functools
+import math
+
+import lightning as L
+import pytest
+import torch
+from system_toys import TOY_CLASSES, ToyDataModule, ToyEvaluator
+from torch import Tensor, nn
+
+from detection.system import DetectionSystem, NonFiniteLossError, WarmupSchedule
+from detection.tiny import TinyDetector
+
+
+def _trainer(**kwargs) -> L.Trainer:
+    defaults = dict(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    return L.Trainer(**{**defaults, **kwargs})
+
+
+def _system(model: nn.Module | None = None, **kwargs) -> DetectionSystem:
+    return DetectionSystem(
+        model=model if model is not None else TinyDetector(num_classes=2),
+        evaluator=functools.partial(ToyEvaluator),
+        monitor="cls_loc_accuracy",
+        **kwargs,
+    )
+
+
+def test_fast_dev_run_train_and_eval_step() -> None:
+    system = _system(lr=0.01)
+    trainer = _trainer(fast_dev_run=1)
+    before = [p.detach().clone() for p in system.model.parameters()]
+    trainer.fit(system, ToyDataModule())
+    metrics = trainer.callback_metrics
+    for key in ("train/loss", "train/loss_classifier", "train/loss_box", "val/cls_loc_accuracy", "val/mean_iou"):
+        assert key in metrics, f"{key} not logged: {sorted(metrics)}"
+        assert math.isfinite(float(metrics[key]))
+    assert float(metrics["train/loss"]) == pytest.approx(
+        float(metrics["train/loss_classifier"]) + float(metrics["train/loss_box"]), rel=1e-5
+    )
+    after = list(system.model.parameters())
+    assert any(not torch.equal(b, a) for b, a in zip(before, after)), "one train step changed no weight"
+    assert system.classes == ["red", "green"]
+
+
+class _BatchSizeLoss(nn.Module):
+    """Loss = number of images in the batch, so an epoch mean weighted by batch size is checkable."""
+
+    num_classes = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(()))
+
+    def forward(self, images: list[Tensor], targets: list[dict] | None = None):
+        if self.training:
+            return {"loss_count": self.weight * 0.0 + float(len(images))}
+        return [
+            {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64), "scores": torch.zeros(0)}
+            for _ in images
+        ]
+
+
+def test_epoch_mean_is_weighted_by_the_true_batch_size() -> None:
+    # 5 images in batches of 2, 2, 1: weighted mean (2*2 + 2*2 + 1*1) / 5 = 1.8; a wrong
+    # (constant) batch size guess would give the plain mean 5/3.
+    system = _system(model=_BatchSizeLoss(), lr=0.0, scheduler="none")
+    trainer = _trainer(max_epochs=1, limit_val_batches=0)
+    trainer.fit(system, ToyDataModule(train_count=5, batch_size=2, shuffle=False))
+    assert float(trainer.callback_metrics["train/loss_count_epoch"]) == pytest.approx(1.8)
+
+
+class _NaNAtStep(nn.Module):
+    num_classes = 2
+
+    def __init__(self, bad_step: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(()))
+        self.bad_step = bad_step
+        self.calls = 0
+
+    def forward(self, images: list[Tensor], targets: list[dict] | None = None):
+        self.calls += 1
+        box = self.weight * (float("nan") if self.calls > self.bad_step else 1.0)
+        return {"loss_cls": self.weight * 0.5, "loss_box": box}
+
+
+def test_non_finite_loss_stops_with_the_step_and_terms() -> None:
+    system = _system(model=_NaNAtStep(bad_step=2), lr=0.0, scheduler="none")
+    trainer = _trainer(max_epochs=1, limit_val_batches=0)
+    with pytest.raises(NonFiniteLossError, match=r"global step 2 .*loss_cls=0\.5, loss_box=nan"):
+        trainer.fit(system, ToyDataModule(train_count=8, batch_size=2, shuffle=False))
+    assert trainer.global_step == 2
+
+
+def test_num_classes_mismatch_is_reported() -> None:
+    system = _system(model=TinyDetector(num_classes=3))
+    with pytest.raises(ValueError, match="num_classes=3 but the data has 2"):
+        _trainer(fast_dev_run=1).fit(system, ToyDataModule())
+
+
+def test_missing_monitor_key_is_reported() -> None:
+    system = DetectionSystem(
+        model=TinyDetector(num_classes=2), evaluator=functools.partial(ToyEvaluator), monitor="map_50"
+    )
+    with pytest.raises(KeyError, match="map_50"):
+        _trainer(fast_dev_run=1).fit(system, ToyDataModule())
+
+
+def test_hyperparameters_are_plain_and_the_checkpoint_loads_weights_only(tmp_path) -> None:
+    system = _system(lr=0.02, optimizer="adamw")
+    assert "model" not in system.hparams and "evaluator" not in system.hparams
+    trainer = _trainer(max_epochs=1, enable_checkpointing=True, default_root_dir=tmp_path)
+    trainer.fit(system, ToyDataModule())
+    path = tmp_path / "plain.ckpt"
+    trainer.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    assert ckpt["hyper_parameters"]["lr"] == 0.02
+    assert ckpt["detseg_classes"] == ["red", "green"]
+    assert isinstance(trainer.optimizers[0], torch.optim.AdamW)
+
+
+def test_warmup_then_cosine_and_step_schedules() -> None:
+    cosine = WarmupSchedule(kind="cosine", warmup_steps=10, total_steps=100, milestones=[], gamma=0.1)
+    assert cosine(0) == pytest.approx(1e-3)
+    assert cosine(5) == pytest.approx((1e-3 * 0.5 + 0.5) * 0.5 * (1 + math.cos(math.pi * 0.05)))
+    assert cosine(50) == pytest.approx(0.5)
+    assert cosine(100) == pytest.approx(0.0, abs=1e-12)
+    step = WarmupSchedule(kind="step", warmup_steps=0, total_steps=0, milestones=[4, 8], gamma=0.1)
+    assert [step(s) for s in (0, 3, 4, 7, 8, 20)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert WarmupSchedule(kind="none", warmup_steps=0, total_steps=0, milestones=[], gamma=0.1)(7) == 1.0
+
+
+def test_step_schedule_milestones_are_in_epochs() -> None:
+    system = _system(lr=1.0, scheduler="step", lr_milestones=[1], lr_gamma=0.5)
+    trainer = _trainer(max_epochs=2, limit_val_batches=0)
+    lrs: list[float] = []
+
+    class _Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer.callbacks.append(_Record())
+    trainer.fit(system, ToyDataModule(train_count=8, batch_size=2))
+    assert lrs == pytest.approx([1.0] * 4 + [0.5] * 4)
+
+
+def test_real_voc_evaluator_through_the_system() -> None:
+    evaluation = pytest.importorskip("detection.evaluation")
+    system = DetectionSystem(
+        model=TinyDetector(num_classes=2), evaluator=functools.partial(evaluation.VOCEvaluator), monitor="map_50"
+    )
+    trainer = _trainer(max_epochs=1)
+    trainer.fit(system, ToyDataModule(train_count=4, val_count=4))
+    metrics = trainer.callback_metrics
+    assert {"val/map_50", "val/ap_50/red", "val/ap_50/green"} <= set(metrics)
+    assert 0.0 <= float(metrics["val/map_50"]) <= 1.0
+    # The logged value is the evaluator's: recompute it from the same model on the same data.
+    evaluator = evaluation.VOCEvaluator(classes=["red", "green"])
+    system.model.eval()
+    with torch.no_grad():
+        for images, targets in ToyDataModule(train_count=4, val_count=4).val_dataloader_after_setup():
+            evaluator.update(system.model(images), targets)
+    assert float(metrics["val/map_50"]) == pytest.approx(evaluator.compute()["map_50"])
+
+
+def test_tiny_detector_contract_and_empty_images() -> None:
+    model = TinyDetector(num_classes=3)
+    images = [torch.rand(3, 20, 30), torch.rand(3, 40, 24)]
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    losses = model(images, [empty, empty])
+    assert set(losses) == {"loss_classifier", "loss_box"} and all(float(v) == 0.0 for v in losses.values())
+    one = {"boxes": torch.tensor([[2.0, 3.0, 12.0, 15.0]]), "labels": torch.tensor([3])}
+    losses = model(images, [one, empty])
+    sum(losses.values()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    model.eval()
+    preds = model(images)
+    for pred, image in zip(preds, images):
+        assert pred["boxes"].dtype == torch.float32 and pred["labels"].dtype == torch.int64
+        assert pred["boxes"].shape == (1, 4) and 1 <= int(pred["labels"][0]) <= 3
+        x1, y1, x2, y2 = pred["boxes"][0].tolist()
+        assert 0 <= x1 <= x2 <= image.shape[-1] and 0 <= y1 <= y2 <= image.shape[-2]
+
+
+def test_an_evaluator_instance_instead_of_a_factory_is_reported() -> None:
+    with pytest.raises(TypeError, match="factory"):
+        DetectionSystem(model=TinyDetector(num_classes=2), evaluator=ToyEvaluator(classes=TOY_CLASSES))
