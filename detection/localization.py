@@ -105,23 +105,30 @@ class ClassLocalizationNet(nn.Module):
         self.backbone = backbone
         self.feature = feature or list(backbone.strides)[-1]
         channels = backbone.channels[self.feature]
-        self.pool = nn.AdaptiveAvgPool2d(POOLED_GRID)
-        self.fc = nn.Sequential(
+        box_outputs = 1 if class_agnostic else num_classes
+        # What an object is does not depend on where it is: the class head sees globally pooled
+        # features. Where it is does: the box head sees a coarse POOLED_GRID x POOLED_GRID map.
+        self.cls_head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(channels, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_objects * num_classes),
+        )
+        self.box_head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(POOLED_GRID),
             nn.Flatten(),
             nn.Linear(channels * POOLED_GRID**2, hidden),
             nn.ReLU(inplace=True),
-            nn.Dropout(0.2),
+            nn.Linear(hidden, num_objects * box_outputs * BOX_DIM),
         )
-        box_outputs = 1 if class_agnostic else num_classes
-        self.cls_head = nn.Linear(hidden, num_objects * num_classes)
-        self.box_head = nn.Linear(hidden, num_objects * box_outputs * BOX_DIM)
 
     def _heads(self, batch: Tensor) -> tuple[Tensor, Tensor]:
         """``Tensor[N, 3, S, S] -> (class_logits [N, K, C], boxes [N, K, B, 4])``, ``B`` = 1 or C."""
-        hidden = self.fc(self.pool(self.backbone(batch)[self.feature]))
+        features = self.backbone(batch)[self.feature]
         n = batch.shape[0]
-        class_logits = self.cls_head(hidden).view(n, self.num_objects, self.num_classes)
-        boxes = torch.sigmoid(self.box_head(hidden)).view(n, self.num_objects, -1, BOX_DIM)
+        class_logits = self.cls_head(features).view(n, self.num_objects, self.num_classes)
+        boxes = torch.sigmoid(self.box_head(features)).view(n, self.num_objects, -1, BOX_DIM)
         return class_logits, boxes
 
     @staticmethod

@@ -18,6 +18,7 @@ import lightning as L
 import torch
 
 from datasets.datamodule import DetectionDataModule
+from datasets.shapes_writer import write_shapes
 from detection.backbones import SmallCNN
 from detection.evaluation import ClsLocEvaluator
 from detection.localization import ClassLocalizationNet
@@ -30,16 +31,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=14, help="cosine schedule length (stops earlier at the budget)")
     parser.add_argument("--data", type=Path, default=None, help="shapes root (default: a temporary directory)")
     parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--train-images", type=int, default=4000)
+    parser.add_argument("--image-size", type=int, default=96, help="the head's fixed input size")
+    parser.add_argument("--lr", type=float, default=3e-3)
     args = parser.parse_args()
 
     L.seed_everything(0)
     root = args.data or Path(tempfile.mkdtemp(prefix="shapes_single_"))
-    data = DetectionDataModule(format="shapes", root=str(root), shapes_single_object=True, batch_size=32, num_workers=2)
-    data.prepare_data()
-    model = ClassLocalizationNet(backbone=SmallCNN(width=args.width), num_classes=data.num_classes, image_size=128)
+    if not (root / "VOC").is_dir():
+        write_shapes(root, sizes={"train": args.train_images, "val": 200, "test": 500}, single_object=True)
+    data = DetectionDataModule(format="shapes", root=str(root), batch_size=32, num_workers=2)
+    model = ClassLocalizationNet(backbone=SmallCNN(width=args.width), num_classes=data.num_classes, image_size=args.image_size)
     system = DetectionSystem(
         model=model, evaluator=functools.partial(ClsLocEvaluator), monitor="cls_loc_accuracy",
-        optimizer="adamw", lr=2e-3, weight_decay=1e-4, scheduler="cosine", warmup_steps=50,
+        optimizer="adamw", lr=args.lr, weight_decay=1e-4, scheduler="cosine", warmup_steps=50,
     )
     trainer = L.Trainer(
         max_epochs=args.epochs, max_time=timedelta(minutes=args.minutes), logger=False,
