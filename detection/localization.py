@@ -102,8 +102,9 @@ class ClassLocalizationNet(nn.Module):
         self.box_loss = box_loss
         self.box_loss_weight = box_loss_weight
         self.transform = build_transform(fixed_size=image_size)
-        self.backbone = backbone
         self.feature = feature or list(backbone.strides)[-1]
+        backbone.truncate(self.feature)
+        self.backbone = backbone
         channels = backbone.channels[self.feature]
         box_outputs = 1 if class_agnostic else num_classes
         # What an object is does not depend on where it is: the class head sees globally pooled

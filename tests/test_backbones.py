@@ -67,3 +67,12 @@ def test_vgg_fc_layers_as_convolutions_equal_the_classifier():
     pool5 = torch.rand(1, 512, 7, 7)
     expected = vgg.classifier[:5](pool5.flatten(1))  # fc6, relu, dropout, fc7, relu
     torch.testing.assert_close(fc(pool5).flatten(1), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_truncate_drops_the_stages_after_a_tap():
+    backbone = SmallCNN(width=8)
+    backbone.truncate("c3")
+    assert list(backbone.strides) == ["c2", "c3"] and backbone.out_channels == 32
+    assert list(backbone(torch.rand(1, 3, 32, 32))) == ["c2", "c3"]
+    with pytest.raises(ValueError, match="not a tap"):
+        backbone.truncate("c5")

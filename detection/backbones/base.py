@@ -40,6 +40,21 @@ class Backbone(nn.Module):
             stage.eval()
         return self
 
+    def truncate(self, last: str) -> None:
+        """Drop every stage after the tap ``last``, for a head that reads only up to it.
+
+        Stages nobody reads would cost time and leave parameters without gradients (which DDP
+        rejects unless told to look for them).
+        """
+        if last not in self.strides:
+            raise ValueError(f"{last!r} is not a tap of this backbone: {list(self.strides)}")
+        names = list(self.stages)
+        for name in names[names.index(last) + 1 :]:
+            del self.stages[name]
+            self.strides.pop(name, None)
+            self.channels.pop(name, None)
+        self.out_channels = self.channels[last]
+
     def tap_for_stride(self, stride: int) -> str:
         """Name of the tap at ``stride`` (the deepest one if several share it)."""
         names = [name for name, s in self.strides.items() if s == stride]

@@ -1,0 +1,101 @@
+"""Faster R-CNN (Ren et al. 2015): an RPN proposes regions, the Fast R-CNN head classifies them.
+
+The data flow, as in torchvision's ``GeneralizedRCNN``:
+
+1. ``transform``: normalise, resize, batch (``detection/transform.py``);
+2. ``backbone``: one tapped feature map ``Tensor[N, F, H/s, W/s]`` shared by both stages;
+3. ``rpn``: a 3x3 conv sliding over the features, ``A`` anchors per position (scales x aspect
+   ratios), objectness logits and box deltas, proposal NMS (torchvision's
+   ``RegionProposalNetwork``, ``RPNHead``, ``AnchorGenerator``);
+4. ``roi_heads``: RoI max pooling + FC + softmax classifier + class-specific regression
+   (``detection/roi_heads.py``, shared with Fast R-CNN);
+5. ``postprocess``: boxes back to each original image size.
+
+Training is approximate joint training: the RPN and head losses are summed and
+back-propagated together, with proposals treated as constants.
+"""
+
+from torch import Tensor, nn
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+
+from detection.backbones.base import Backbone
+from detection.roi_heads import build_roi_heads
+from detection.transform import build_transform
+
+RPN_FG_IOU = 0.7  # anchors with IoU >= 0.7 are positive (paper, sec. 3.1.2)
+RPN_BG_IOU = 0.3  # and < 0.3 negative
+RPN_BATCH_PER_IMAGE = 256
+RPN_POSITIVE_FRACTION = 0.5
+RPN_NMS = 0.7
+
+
+class FasterRCNN(nn.Module):
+    """``model(images, targets)``: ``loss_objectness``, ``loss_rpn_box_reg``, ``loss_classifier``,
+    ``loss_box_reg`` in training; ``{boxes, labels, scores}`` per image in eval."""
+
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        num_classes: int,
+        feature: str = "c4",
+        min_size: int = 600,
+        max_size: int = 1000,
+        anchor_sizes: tuple[int, ...] = (64, 128, 256, 512),
+        aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0),
+        rpn_pre_nms_top_n: tuple[int, int] = (2000, 1000),
+        rpn_post_nms_top_n: tuple[int, int] = (2000, 300),
+        rois_per_image: int = 128,
+        pool_size: int = 7,
+        representation_size: int = 1024,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        detections_per_img: int = 100,
+    ) -> None:
+        """``rpn_pre_nms_top_n`` / ``rpn_post_nms_top_n`` are ``(training, testing)``."""
+        super().__init__()
+        if feature not in backbone.strides:
+            raise ValueError(f"feature {feature!r} is not a tap of the backbone: {list(backbone.strides)}")
+        self.num_classes = num_classes
+        self.feature = feature
+        self.transform = build_transform(min_size=min_size, max_size=max_size)
+        backbone.truncate(feature)
+        self.backbone = backbone
+        anchors = AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),))
+        channels = backbone.channels[feature]
+        self.rpn = RegionProposalNetwork(
+            anchors,
+            RPNHead(channels, anchors.num_anchors_per_location()[0]),
+            fg_iou_thresh=RPN_FG_IOU,
+            bg_iou_thresh=RPN_BG_IOU,
+            batch_size_per_image=RPN_BATCH_PER_IMAGE,
+            positive_fraction=RPN_POSITIVE_FRACTION,
+            pre_nms_top_n={"training": rpn_pre_nms_top_n[0], "testing": rpn_pre_nms_top_n[1]},
+            post_nms_top_n={"training": rpn_post_nms_top_n[0], "testing": rpn_post_nms_top_n[1]},
+            nms_thresh=RPN_NMS,
+        )
+        self.roi_heads = build_roi_heads(
+            feature=feature,
+            in_channels=channels,
+            stride=backbone.strides[feature],
+            num_classes=num_classes,
+            pool_size=pool_size,
+            representation_size=representation_size,
+            rois_per_image=rois_per_image,
+            score_thresh=score_thresh,
+            nms_thresh=nms_thresh,
+            detections_per_img=detections_per_img,
+        )
+
+    def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
+        if self.training and targets is None:
+            raise ValueError("targets are required in training mode")
+        original_sizes = [tuple(image.shape[-2:]) for image in images]
+        image_list, targets = self.transform(images, targets)
+        features = {self.feature: self.backbone(image_list.tensors)[self.feature]}
+        proposals, rpn_losses = self.rpn(image_list, features, targets)
+        detections, head_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
+        if self.training:
+            return {**rpn_losses, **head_losses}
+        return self.transform.postprocess(detections, image_list.image_sizes, original_sizes)

@@ -1,0 +1,65 @@
+"""The Fast R-CNN head shared by Fast R-CNN and Faster R-CNN.
+
+Each region is max-pooled to a fixed ``P x P`` grid with ``torchvision.ops.roi_pool`` (the
+paper's RoI pooling), flattened through two FC layers, and fed to a softmax classifier over
+``C + 1`` classes and a class-specific box regressor. Sampling (``batch_size_per_image`` RoIs,
+``positive_fraction`` foreground at IoU >= 0.5), the box coder, the multi-task loss (log loss
++ smooth L1, Fast R-CNN eq. 1) and the per-class NMS postprocess are torchvision's
+``RoIHeads``: the same algorithm, reused.
+
+Shape letters: ``R`` regions over the batch, ``F`` feature channels, ``P`` pooled size.
+"""
+
+from torch import Tensor, nn
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.ops import roi_pool
+
+FG_IOU = 0.5  # Fast R-CNN: foreground RoIs have IoU >= 0.5 with a ground-truth box
+BG_IOU = 0.5  # background below it (the paper's [0.1, 0.5) lower bound is not applied, as in torchvision)
+ROIS_PER_IMAGE = 64  # the paper's mini-batch: 2 images x 64 RoIs
+FG_FRACTION = 0.25
+BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # torchvision's box-coder weights
+
+
+class RoIMaxPool(nn.Module):
+    """``(features: dict[name, Tensor[N, F, H, W]], proposals: list[Tensor[R_i, 4]], image_sizes) -> Tensor[R, F, P, P]``."""
+
+    def __init__(self, *, feature: str, output_size: int, stride: int) -> None:
+        super().__init__()
+        self.feature = feature
+        self.output_size = output_size
+        self.spatial_scale = 1.0 / stride
+
+    def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]]) -> Tensor:
+        return roi_pool(features[self.feature], proposals, self.output_size, self.spatial_scale)
+
+
+def build_roi_heads(
+    *,
+    feature: str,
+    in_channels: int,
+    stride: int,
+    num_classes: int,
+    pool_size: int = 7,
+    representation_size: int = 1024,
+    rois_per_image: int = ROIS_PER_IMAGE,
+    positive_fraction: float = FG_FRACTION,
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.5,
+    detections_per_img: int = 100,
+) -> RoIHeads:
+    """``num_classes`` counts foreground classes; the predictor adds the background class."""
+    return RoIHeads(
+        box_roi_pool=RoIMaxPool(feature=feature, output_size=pool_size, stride=stride),
+        box_head=TwoMLPHead(in_channels * pool_size**2, representation_size),
+        box_predictor=FastRCNNPredictor(representation_size, num_classes + 1),
+        fg_iou_thresh=FG_IOU,
+        bg_iou_thresh=BG_IOU,
+        batch_size_per_image=rois_per_image,
+        positive_fraction=positive_fraction,
+        bbox_reg_weights=BBOX_REG_WEIGHTS,
+        score_thresh=score_thresh,
+        nms_thresh=nms_thresh,
+        detections_per_img=detections_per_img,
+    )
