@@ -28,12 +28,13 @@ from detection.system import DetectionSystem
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=5.0, help="training wall-time budget")
-    parser.add_argument("--epochs", type=int, default=14, help="cosine schedule length (stops earlier at the budget)")
+    parser.add_argument("--epochs", type=int, default=10, help="cosine schedule length (stops earlier at the budget)")
     parser.add_argument("--data", type=Path, default=None, help="shapes root (default: a temporary directory)")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--train-images", type=int, default=4000)
     parser.add_argument("--image-size", type=int, default=96, help="the head's fixed input size")
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--box-weight", type=float, default=4.0, help="weight of the box loss against the class loss")
     args = parser.parse_args()
 
     L.seed_everything(0)
@@ -41,7 +42,10 @@ def main() -> None:
     if not (root / "VOC").is_dir():
         write_shapes(root, sizes={"train": args.train_images, "val": 200, "test": 500}, single_object=True)
     data = DetectionDataModule(format="shapes", root=str(root), batch_size=32, num_workers=2)
-    model = ClassLocalizationNet(backbone=SmallCNN(width=args.width), num_classes=data.num_classes, image_size=args.image_size)
+    model = ClassLocalizationNet(
+        backbone=SmallCNN(width=args.width), num_classes=data.num_classes, image_size=args.image_size,
+        box_loss_weight=args.box_weight,
+    )
     system = DetectionSystem(
         model=model, evaluator=functools.partial(ClsLocEvaluator), monitor="cls_loc_accuracy",
         optimizer="adamw", lr=args.lr, weight_decay=1e-4, scheduler="cosine", warmup_steps=50,
