@@ -11,32 +11,100 @@
 ``task="detection"`` yields ``(list[Tensor[3, H, W]], list[target])`` batches
 (``collate_detection``); ``task="semantic"`` reads semantic masks (``VOCSegmentation`` for
 VOC and shapes, COCO instances painted into a class map) and yields
-``(Tensor[N, 3, H, W], Tensor[N, H, W])`` (``collate_segmentation``).
+``SegmentationBatch(images [N, 3, H, W], masks [N, H, W], image_ids)`` (``collate_segmentation``,
+which pads to the largest image; ``crop_size`` makes training batches a fixed square).
+
+Augmentation: the training split gets ``train_transforms`` (flip, scale jitter + crop, colour
+jitter) unless ``augment=False``; validation and test get none: the model's transform
+resizes, and metrics are computed on the files as they are.
+
+Randomness: the training pipeline's seed is derived from ``torch.initial_seed()`` (so
+``lightning.seed_everything`` makes ``num_workers=0`` runs repeat), and ``seed_worker``
+reseeds numpy, ``random`` and the albumentations pipeline in every DataLoader worker from
+the worker's torch seed; without it, forked workers would repeat the same augmentations.
 """
 
+import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, get_worker_info
 
-from datasets.base import DetectionDataset, Transforms
+from datasets.base import DetectionDataset
 from datasets.coco import COCODetection
 from datasets.collate import collate_detection, collate_segmentation
+from datasets.errors import DatasetError
 from datasets.shapes import SHAPE_CLASSES
 from datasets.shapes_writer import write_shapes
-from datasets.transforms import eval_transforms, train_transforms
+from datasets.transforms import BoxMaskTransform, train_transforms
 from datasets.voc import VOC_CLASSES, VOCDetection, VOCSegmentation
 
 
-def _seed_worker(worker_id: int) -> None:
-    """Give numpy (used by albumentations) a distinct, reproducible seed in each worker."""
-    np.random.seed(torch.initial_seed() % 2**32)
+SEED_MODULUS = 2**32  # numpy seeds are 32-bit
+
+
+def leaf_datasets(dataset: Dataset) -> Iterator[Dataset]:
+    """The readers inside ``ConcatDataset`` / ``Subset`` wrappers, in order."""
+    if isinstance(dataset, ConcatDataset):
+        for part in dataset.datasets:
+            yield from leaf_datasets(part)
+    elif isinstance(dataset, Subset):
+        yield from leaf_datasets(dataset.dataset)
+    else:
+        yield dataset
+
+
+def seed_transforms(dataset: Dataset, seed: int) -> None:
+    """Restart the albumentations stream of every reader in ``dataset`` (reader ``i`` gets ``seed + i``)."""
+    for offset, part in enumerate(leaf_datasets(dataset)):
+        transforms = getattr(part, "transforms", None)
+        if isinstance(transforms, BoxMaskTransform):
+            transforms.set_seed((seed + offset) % SEED_MODULUS)
+
+
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn``: distinct, reproducible numpy / ``random`` / albumentations seeds per worker.
+
+    albumentations 2 keeps its own generator, which a forked worker inherits unchanged;
+    seeding the global numpy state alone would leave every worker on the same augmentations.
+    """
+    seed = torch.initial_seed() % SEED_MODULUS  # the DataLoader's base seed + worker_id
+    np.random.seed(seed)
+    random.seed(seed)
+    info = get_worker_info()
+    if info is not None:
+        seed_transforms(info.dataset, seed)
 
 
 class DetectionDataModule(L.LightningDataModule):
+    """Train/val/test loaders for one dataset; see the module docstring for ``format`` and ``task``.
+
+    Args (keyword-only, LightningCLI ``init_args``):
+        format: ``"shapes"``, ``"voc"`` or ``"coco"``: the reader and the layout of ``root``.
+        root: the dataset root, or a list of roots whose training splits are concatenated
+            (VOC07+12: ``[VOC2007, VOC2012]``); validation and test read the first root.
+        task: ``"detection"`` (boxes, optional instance masks) or ``"semantic"`` (semantic masks:
+            ``VOCSegmentation`` for ``voc``/``shapes``, COCO instances painted into a class map).
+        train_split, val_split, test_split: split names (VOC ``ImageSets`` files, COCO
+            ``instances_<split>.json`` + ``<split>/``).
+        classes: foreground class names; default VOC's 20, the four shapes, or COCO's categories
+            (for COCO a given list must equal the annotation file's categories in id order).
+        with_masks: detection targets also carry ``masks [K, H, W]`` (and ``semantic``).
+        augment: apply ``train_transforms`` to the training split.
+        crop_size: fixed square training size (pad + random crop), e.g. for stacked FCN batches.
+        batch_size, eval_batch_size: loader batch sizes (eval defaults to ``batch_size``).
+        num_workers: DataLoader workers (``persistent_workers`` when > 0, seeded by ``seed_worker``).
+        filter_empty: COCO training drops images without non-crowd objects.
+        shapes_image_size, shapes_single_object, shapes_sizes: how ``write_shapes`` generates a
+            missing shapes root (``shapes_sizes`` images per split; default ``write_shapes``'s).
+
+    After ``setup``: ``classes`` (foreground names) and ``num_classes`` (their count, ``C``).
+    """
+
     def __init__(
         self,
         *,
@@ -56,6 +124,7 @@ class DetectionDataModule(L.LightningDataModule):
         filter_empty: bool = True,
         shapes_image_size: int = 128,
         shapes_single_object: bool = False,
+        shapes_sizes: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -72,6 +141,7 @@ class DetectionDataModule(L.LightningDataModule):
         self.filter_empty = filter_empty
         self.shapes_image_size = shapes_image_size
         self.shapes_single_object = shapes_single_object
+        self.shapes_sizes = shapes_sizes
         default = {"shapes": list(SHAPE_CLASSES), "voc": list(VOC_CLASSES), "coco": None}[format]
         self._classes = classes or default
         self.datasets: dict[str, Dataset] = {}
@@ -87,24 +157,32 @@ class DetectionDataModule(L.LightningDataModule):
         return len(self.classes)
 
     def prepare_data(self) -> None:
-        if self.format == "shapes" and not (self.roots[0] / "VOC").is_dir():
-            write_shapes(self.roots[0], image_size=self.shapes_image_size, single_object=self.shapes_single_object)
+        """Generate a missing shapes root. ``classes.txt`` is written last, so it marks a finished one."""
+        if self.format == "shapes" and not (self.roots[0] / "classes.txt").is_file():
+            write_shapes(
+                self.roots[0], sizes=self.shapes_sizes, image_size=self.shapes_image_size,
+                single_object=self.shapes_single_object,
+            )
 
-    def _transforms(self, stage: str) -> Transforms | None:
-        semantic = self.task == "semantic"
+    def _transforms(self, stage: str) -> BoxMaskTransform | None:
         if stage == "train" and self.augment:
-            return train_transforms(crop_size=self.crop_size, semantic=semantic)
-        return eval_transforms(crop_size=self.crop_size, semantic=semantic)
+            return train_transforms(crop_size=self.crop_size)
+        return None  # evaluation: the model's transform resizes; metrics see the files as they are
 
     def _build(self, stage: str, root: Path) -> DetectionDataset:
         split, transforms = self.splits[stage], self._transforms(stage)
         semantic = self.task == "semantic"
         if self.format == "coco":
+            ann_file = root / "annotations" / f"instances_{split}.json"
             dataset = COCODetection(
-                root / split, root / "annotations" / f"instances_{split}.json", transforms=transforms,
+                root / split, ann_file, transforms=transforms,
                 with_masks=self.with_masks, with_semantic=semantic, filter_empty=self.filter_empty and stage == "train",
             )
-            self._classes = self._classes or dataset.classes
+            if self._classes is not None and list(self._classes) != dataset.classes:
+                raise DatasetError(
+                    ann_file, f"categories {dataset.classes} (in id order) differ from classes={list(self._classes)}"
+                )
+            self._classes = dataset.classes
             return dataset
         voc_root = root / "VOC" if self.format == "shapes" else root
         if semantic:
@@ -116,6 +194,7 @@ class DetectionDataModule(L.LightningDataModule):
         if "train" not in self.datasets and stage in (None, "fit"):
             parts = [self._build("train", root) for root in self.roots]
             self.datasets["train"] = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+            seed_transforms(self.datasets["train"], torch.initial_seed())  # workers reseed in seed_worker
         wanted = {"fit": ["val"], "validate": ["val"], "test": ["test"], "predict": ["test"], None: ["val", "test"]}
         for name in wanted.get(stage, []):
             if name not in self.datasets:
@@ -133,7 +212,7 @@ class DetectionDataModule(L.LightningDataModule):
             shuffle=stage == "train",
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            worker_init_fn=_seed_worker,
+            worker_init_fn=seed_worker,
             collate_fn=collate_segmentation if self.task == "semantic" else collate_detection,
         )
 

@@ -1,6 +1,14 @@
+import numpy as np
+import pytest
 import torch
+from torch.utils.data import DataLoader
 
-from datasets.datamodule import DetectionDataModule
+from datasets.base import DetectionDataset
+from datasets.collate import collate_detection, collate_segmentation
+from datasets.datamodule import DetectionDataModule, seed_worker
+from datasets.errors import DatasetError
+from datasets.palette import VOID_INDEX
+from datasets.transforms import train_transforms
 
 
 def test_shapes_detection_batches(shapes_root):
@@ -10,17 +18,37 @@ def test_shapes_detection_batches(shapes_root):
     images, targets = next(iter(data.train_dataloader()))
     assert len(images) == len(targets) == 4
     assert all(image.shape[0] == 3 and image.dtype == torch.float32 for image in images)
-    assert all(t["labels"].dtype == torch.int64 and t["boxes"].shape[1] == 4 for t in targets)
-    val_images, _ = next(iter(data.val_dataloader()))
+    assert all(0.0 <= image.min() and image.max() <= 1.0 for image in images)
+    for target in targets:
+        assert target["labels"].dtype == torch.int64 and target["boxes"].dtype == torch.float32
+        assert target["boxes"].shape == (len(target["labels"]), 4)
+        assert target["difficult"].dtype == target["iscrowd"].dtype == torch.bool
+        assert isinstance(target["image_id"], int)
+    val_images, val_targets = next(iter(data.val_dataloader()))
     assert all(image.shape == (3, 96, 96) for image in val_images)  # no augmentation at evaluation
+    assert [t["image_id"] for t in val_targets] == [0, 1, 2, 3]  # in split order, not shuffled
+
+
+def test_shapes_detection_with_masks(shapes_root):
+    data = DetectionDataModule(format="shapes", root=str(shapes_root.root), with_masks=True, batch_size=2, num_workers=0)
+    data.setup("fit")
+    images, targets = next(iter(data.train_dataloader()))
+    for image, target in zip(images, targets):
+        assert target["masks"].shape == (len(target["boxes"]), *image.shape[1:]) and target["masks"].dtype == torch.uint8
+        assert target["semantic"].shape == image.shape[1:]
 
 
 def test_shapes_semantic_batches_with_workers(shapes_root):
-    data = DetectionDataModule(format="shapes", root=str(shapes_root.root), task="semantic", batch_size=3, num_workers=2)
+    data = DetectionDataModule(
+        format="shapes", root=str(shapes_root.root), task="semantic", batch_size=3, num_workers=2, crop_size=64
+    )
     data.setup("fit")
-    images, masks = next(iter(data.train_dataloader()))
-    assert images.shape == (3, 3, 96, 96) and masks.shape == (3, 96, 96) and masks.dtype == torch.int64
-    assert set(masks.unique().tolist()) <= {0, 1, 2, 3, 4, 255}
+    images, masks, image_ids = next(iter(data.train_dataloader()))
+    assert images.shape == (3, 3, 64, 64) and masks.shape == (3, 64, 64) and masks.dtype == torch.int64
+    assert set(masks.unique().tolist()) <= {0, 1, 2, 3, 4, VOID_INDEX}
+    assert len(image_ids) == 3 and all(0 <= i < 12 for i in image_ids)
+    val = next(iter(data.val_dataloader()))
+    assert val.images.shape == (3, 3, 96, 96) and val.image_ids == [0, 1, 2]
 
 
 def test_voc_list_of_roots_is_concatenated_for_training(shapes_root):
@@ -39,3 +67,77 @@ def test_coco_layout(shapes_root, tmp_path):
     images, targets = next(iter(data.val_dataloader()))
     assert data.classes == list(shapes_root.classes)
     assert targets[0]["masks"].shape[1:] == images[0].shape[1:]
+    wrong = DetectionDataModule(format="coco", root=str(tmp_path), classes=["a", "b", "c", "d"], num_workers=0)
+    with pytest.raises(DatasetError, match="differ from classes"):
+        wrong.setup("validate")
+
+
+def test_missing_shapes_root_is_generated(tmp_path):
+    root = tmp_path / "new_shapes"
+    data = DetectionDataModule(
+        format="shapes", root=str(root), shapes_sizes={"train": 3, "val": 2, "test": 1}, shapes_image_size=64, num_workers=0
+    )
+    data.setup("fit")
+    assert (root / "classes.txt").is_file() and len(data.dataset("train")) == 3
+    images, _ = next(iter(data.val_dataloader()))
+    assert images[0].shape == (3, 64, 64)
+
+
+def _first_batch_boxes(shapes_root, torch_seed):
+    torch.manual_seed(torch_seed)
+    data = DetectionDataModule(format="shapes", root=str(shapes_root.root), batch_size=4, num_workers=0)
+    data.setup("fit")
+    _, targets = next(iter(data.train_dataloader()))
+    return [t["boxes"] for t in targets]
+
+
+def test_training_batches_repeat_under_the_same_torch_seed(shapes_root):
+    first, again, other = (_first_batch_boxes(shapes_root, seed) for seed in (1, 1, 2))
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(first, other))
+
+
+class _SameImage(DetectionDataset):
+    """Eight copies of one image with one box: any difference between items is augmentation."""
+
+    classes = ["thing"]
+
+    def __len__(self) -> int:
+        return 8
+
+    def load(self, index: int):
+        image = np.random.default_rng(0).integers(0, 256, (64, 80, 3), dtype=np.uint8)
+        return image, {"boxes": np.array([[10, 10, 40, 30]], np.float32), "labels": np.array([1]), "image_id": index}
+
+
+def test_workers_draw_different_augmentations():
+    dataset = _SameImage(train_transforms(seed=0))
+    loader = DataLoader(dataset, batch_size=1, num_workers=2, worker_init_fn=seed_worker, collate_fn=collate_detection)
+    boxes = [targets[0]["boxes"] for _, targets in loader]
+    # items 0 and 1 come from workers 0 and 1; a forked pipeline without reseeding repeats the same draws
+    for first_worker, second_worker in zip(boxes[0::2], boxes[1::2]):
+        assert not torch.equal(first_worker, second_worker)
+
+
+def test_collate_detection_keeps_variable_sizes():
+    batch = [
+        (torch.rand(3, 20, 30), {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}),
+        (torch.rand(3, 40, 10), {"boxes": torch.tensor([[1.0, 2.0, 5.0, 9.0]]), "labels": torch.tensor([2])}),
+    ]
+    images, targets = collate_detection(batch)
+    assert [tuple(i.shape) for i in images] == [(3, 20, 30), (3, 40, 10)]
+    assert images[1] is batch[1][0] and targets[1]["labels"].tolist() == [2] and len(targets[0]["boxes"]) == 0
+
+
+def test_collate_segmentation_pads_images_with_zero_and_masks_with_void():
+    batch = [
+        (torch.ones(3, 20, 30), {"semantic": torch.full((20, 30), 2, dtype=torch.int64), "image_id": 5}),
+        (torch.ones(3, 25, 10), {"semantic": torch.ones(25, 10, dtype=torch.uint8), "image_id": 9}),
+    ]
+    images, masks, image_ids = collate_segmentation(batch)
+    assert images.shape == (2, 3, 25, 30) and masks.shape == (2, 25, 30) and masks.dtype == torch.int64
+    assert image_ids == [5, 9]
+    assert (images[0, :, 20:] == 0).all() and (masks[0, 20:] == VOID_INDEX).all() and (masks[0, :20] == 2).all()
+    assert (images[1, :, :, 10:] == 0).all() and (masks[1, :, 10:] == VOID_INDEX).all() and (masks[1, :, :10] == 1).all()
+    with pytest.raises(KeyError, match="semantic"):
+        collate_segmentation([(torch.ones(3, 4, 4), {"image_id": 1})])
