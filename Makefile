@@ -13,6 +13,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'
+# selective search (Fast R-CNN) needs cv2.ximgproc: the contrib build of the exact
+# opencv-python-headless version albumentations installed, laid over it (both own cv2/),
+# no deps, forced so that it is re-laid whenever this recipe runs again.
+	$(PY) -m pip install -q --no-deps --force-reinstall "opencv-contrib-python-headless==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"
 	touch $@
 
 install: $(STAMP)

@@ -5,6 +5,7 @@ VOC stores class and instance masks as palette ("P" mode) PNGs: each pixel holds
 """
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -27,11 +28,11 @@ def voc_palette() -> list[int]:
     return palette
 
 
-def save_palette_png(path: str | Path, indices: np.ndarray) -> None:
-    """Write ``[H, W]`` uint8 class/instance indices as a VOC palette PNG."""
+def save_palette_png(path: str | Path | BinaryIO, indices: np.ndarray) -> None:
+    """Write ``[H, W]`` uint8 class/instance indices as a VOC palette PNG (to a path or a binary file)."""
     indices = np.asarray(indices)
     if indices.ndim != 2 or indices.dtype != np.uint8:
         raise ValueError(f"expected [H, W] uint8 indices, got {indices.shape} {indices.dtype}")
     image = Image.fromarray(indices, mode="P")
     image.putpalette(voc_palette())
-    image.save(path)
+    image.save(path, format="PNG")

@@ -66,7 +66,7 @@ def _field(record: Any, name: str) -> Any:
     return record[name] if isinstance(record, dict) else getattr(record, name)
 
 
-def _relative(path: str | Path, root: Path) -> str:
+def relative_path(path: str | Path, root: Path) -> str:
     """``path`` relative to ``root`` (both made absolute lexically: symlinks are not followed)."""
     absolute = Path(os.path.abspath(path))
     if not absolute.is_relative_to(root):
@@ -74,7 +74,7 @@ def _relative(path: str | Path, root: Path) -> str:
     return absolute.relative_to(root).as_posix()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -143,7 +143,7 @@ def _save_png(image: Tensor, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="PNG")
-    _atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
 
 
 def write_outputs(
@@ -169,12 +169,12 @@ def write_outputs(
             )
             rows.append([rel, image_id, _class_name(det["label"], classes), f"{det['score']:.6f}", *(f"{v:.2f}" for v in det["box"])])
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(classes)]
-    _atomic_write(out_dir / PREDICTIONS_JSON, json.dumps(results).encode())
-    _atomic_write(out_dir / IMAGES_JSON, json.dumps({"images": images, "categories": categories}, indent=1).encode())
+    atomic_write(out_dir / PREDICTIONS_JSON, json.dumps(results).encode())
+    atomic_write(out_dir / IMAGES_JSON, json.dumps({"images": images, "categories": categories}, indent=1).encode())
     text = io.StringIO()
     csv.writer(text).writerows(rows)
-    _atomic_write(out_dir / PREDICTIONS_CSV, text.getvalue().encode())
-    _atomic_write(out_dir / ERRORS_TXT, "".join(errors).encode())
+    atomic_write(out_dir / PREDICTIONS_CSV, text.getvalue().encode())
+    atomic_write(out_dir / ERRORS_TXT, "".join(errors).encode())
     return len(results), len(errors)
 
 
@@ -204,7 +204,7 @@ def _predict_batch(
     """One batch of records -> journal entries (drawings written as a side effect)."""
     readable = [_field(r, "image") is not None and _field(r, "error") is None for r in batch]
     entries = [
-        {"path": _relative(_field(r, "path"), root), "error": str(_field(r, "error") or "unreadable")}
+        {"path": relative_path(_field(r, "path"), root), "error": str(_field(r, "error") or "unreadable")}
         for r, ok in zip(batch, readable)
         if not ok
     ]
@@ -214,7 +214,7 @@ def _predict_batch(
     with torch.inference_mode():
         preds = model([_field(r, "image").to(device) for r in records])
     for record, pred in zip(records, preds, strict=True):
-        rel = _relative(_field(record, "path"), root)
+        rel = relative_path(_field(record, "path"), root)
         pred = {k: v.detach().cpu() for k, v in pred.items()}
         keep = pred["scores"] >= score_threshold
         pred = {k: v[keep] for k, v in pred.items()}
@@ -250,7 +250,7 @@ def predict_folder(
     journal_path = out_dir / JOURNAL
     entries = read_journal(journal_path)
 
-    listing = [_relative(p, root) for p in _paths(dataset)]
+    listing = [relative_path(p, root) for p in _paths(dataset)]
     todo = [i for i, rel in enumerate(listing) if rel not in entries]
     loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, num_workers=num_workers, collate_fn=_keep_all)
     batches: Iterable = loader if progress is None else progress(loader, len(loader))

@@ -11,15 +11,14 @@ Batches are ``(images: list[Tensor[3, H, W]], targets: list[dict])`` (``datasets
 otherwise guess it from the first tensor it finds.
 """
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import lightning as L
-import torch
 from torch import Tensor, nn
 
+from detection.optim import check_finite, configure_optimization
 
 
 @runtime_checkable
@@ -37,42 +36,6 @@ class Evaluator(Protocol):
 EvaluatorFactory = Callable[[Sequence[str]], Evaluator]
 
 Batch = tuple[list[Tensor], list[dict[str, Any]]]
-
-
-WARMUP_START_FACTOR = 1e-3  # the LR starts at lr / 1000 and rises linearly (torchvision references)
-
-
-class WarmupSchedule:
-    """LR multiplier per optimizer step: linear warm-up, then cosine, step or constant.
-
-    A callable object rather than a closure so that ``LambdaLR.state_dict`` saves its
-    (plain-number) state and a resumed run continues the same schedule.
-    """
-
-    def __init__(
-        self, *, kind: str, warmup_steps: int, total_steps: int, milestones: list[int], gamma: float
-    ) -> None:
-        self.kind = kind
-        self.warmup_steps = warmup_steps
-        self.total_steps = total_steps
-        self.milestones = list(milestones)
-        self.gamma = gamma
-
-    def __call__(self, step: int) -> float:
-        warmup = 1.0
-        if step < self.warmup_steps:
-            alpha = step / self.warmup_steps
-            warmup = WARMUP_START_FACTOR * (1.0 - alpha) + alpha
-        if self.kind == "cosine":
-            progress = min(step / max(1, self.total_steps), 1.0)
-            return warmup * 0.5 * (1.0 + math.cos(math.pi * progress))
-        if self.kind == "step":
-            return warmup * self.gamma ** sum(step >= m for m in self.milestones)
-        return warmup
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Raised when a training loss is NaN or infinite; the message names the step and the terms."""
 
 
 class DetectionSystem(L.LightningModule):
@@ -153,15 +116,7 @@ class DetectionSystem(L.LightningModule):
         if not isinstance(loss_dict, dict) or not loss_dict:
             raise TypeError(f"in train mode the model must return a non-empty dict of loss terms, got {loss_dict!r:.200}")
         loss = sum(loss_dict.values())
-        finite = bool(torch.isfinite(loss))
-        if self.trainer.world_size > 1:  # every rank stops together instead of hanging in the next all-reduce
-            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
-        if not finite:
-            terms = ", ".join(f"{name}={value.item():.6g}" for name, value in loss_dict.items())
-            raise NonFiniteLossError(
-                f"non-finite training loss at global step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}): {terms}"
-            )
+        check_finite(self, loss, loss_dict, batch_idx)
         batch_size = len(images)
         # sync_dist: the epoch means average over every rank's batches (a no-op on one device).
         self.log("train/loss", loss, batch_size=batch_size, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
@@ -210,35 +165,7 @@ class DetectionSystem(L.LightningModule):
 
     # ----------------------------------------------------------------------------- optim
     def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if hp.optimizer == "sgd":
-            optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
-            )
-        else:
-            optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        total_steps = self.trainer.estimated_stepping_batches
-        if hp.scheduler == "cosine" and not math.isfinite(total_steps):
-            raise ValueError("scheduler='cosine' needs trainer.max_epochs or trainer.max_steps")
-        milestones: list[int] = []
-        if hp.scheduler == "step":
-            if self.trainer.train_dataloader is None:  # max_steps-only runs skip this in the estimate above
-                self.trainer.fit_loop.setup_data()
-            batches = self.trainer.num_training_batches
-            if not math.isfinite(batches):
-                raise ValueError("scheduler='step' has milestones in epochs: the train loader needs a length")
-            steps_per_epoch = max(1, math.ceil(batches / self.trainer.accumulate_grad_batches))
-            milestones = [m * steps_per_epoch for m in hp.lr_milestones]
-        schedule = WarmupSchedule(
-            kind=hp.scheduler,
-            warmup_steps=hp.warmup_steps,
-            total_steps=int(total_steps) if math.isfinite(total_steps) else 0,
-            milestones=milestones,
-            gamma=hp.lr_gamma,
-        )
-        lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}
+        return configure_optimization(self)
 
     # ----------------------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

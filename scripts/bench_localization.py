@@ -4,7 +4,7 @@ Generates single-object shapes, trains ``ClassLocalizationNet`` from scratch thr
 Lightning system for at most ``--minutes`` of wall time, then scores the test split with the
 ILSVRC classification+localization criterion (class right and IoU >= 0.5) and mean IoU.
 
-    python scripts/bench_localization.py --minutes 5
+    OMP_NUM_THREADS=1 python scripts/bench_localization.py --minutes 5 --data /tmp/single4000
 """
 
 import argparse
@@ -28,13 +28,13 @@ from detection.system import DetectionSystem
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=5.0, help="training wall-time budget")
-    parser.add_argument("--epochs", type=int, default=10, help="cosine schedule length (stops earlier at the budget)")
+    parser.add_argument("--epochs", type=int, default=14, help="cosine schedule length (stops earlier at the budget)")
     parser.add_argument("--data", type=Path, default=None, help="shapes root (default: a temporary directory)")
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--train-images", type=int, default=4000)
     parser.add_argument("--image-size", type=int, default=96, help="the head's fixed input size")
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--box-weight", type=float, default=4.0, help="weight of the box loss against the class loss")
+    parser.add_argument("--box-weight", type=float, default=2.0, help="weight of the box loss against the class loss")
     args = parser.parse_args()
 
     L.seed_everything(0)

@@ -10,8 +10,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHAPES_CONFIGS = sorted((REPO / "configs").glob("*/shapes.yaml"))
 
 
-def _train_script():
-    spec = importlib.util.spec_from_file_location("detseg_train_script_heads", REPO / "scripts" / "train.py")
+SEGMENTATION_HEADS = {"fcn"}  # trained by scripts/train_segmentation.py
+
+
+def _train_script(head: str):
+    script = "train_segmentation.py" if head in SEGMENTATION_HEADS else "train.py"
+    spec = importlib.util.spec_from_file_location(f"detseg_train_script_{head}", REPO / "scripts" / script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -25,7 +29,7 @@ def test_there_are_head_configs():
 def test_fast_dev_run_on_generated_shapes(config, shapes_root, shapes_single_root, tmp_path):
     data = yaml.safe_load(config.read_text())["data"]["init_args"]
     root = shapes_single_root if data.get("shapes_single_object") else shapes_root
-    cli = _train_script().main([
+    cli = _train_script(config.parent.name).main([
         "fit", "--config", str(config), "--trainer.fast_dev_run", "1", "--trainer.logger", "false",
         "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path),
         "--data.init_args.root", str(root.root), "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "2",
@@ -33,3 +37,16 @@ def test_fast_dev_run_on_generated_shapes(config, shapes_root, shapes_single_roo
     assert cli.trainer.global_step == 1
     monitor = cli.model.monitor if hasattr(cli.model, "monitor") else None
     assert any(key.startswith("val/") for key in cli.trainer.callback_metrics), monitor
+
+
+DATASET_CONFIGS = sorted(p for p in (REPO / "configs").glob("*/*.yaml") if p.name != "shapes.yaml")
+
+
+@pytest.mark.parametrize("config", DATASET_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_dataset_configs_parse(config, capsys):
+    """The VOC / COCO / BCCD configs name real classes and arguments (their data is not here)."""
+    with pytest.raises(SystemExit) as exit_info:
+        _train_script(config.parent.name).main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["model"]["class_path"].startswith(("detection.", "segmentation."))

@@ -9,7 +9,8 @@ import torch
 from system_toys import TOY_CLASSES, ToyDataModule, ToyEvaluator
 from torch import Tensor, nn
 
-from detection.system import DetectionSystem, NonFiniteLossError, WarmupSchedule
+from detection.optim import NonFiniteLossError, WarmupSchedule
+from detection.system import DetectionSystem
 from detection.tiny import TinyDetector
 
 

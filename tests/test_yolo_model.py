@@ -7,7 +7,6 @@ import lightning as L
 import pytest
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from detection.backbones import SmallCNN
 from detection.yolo import YOLOv1

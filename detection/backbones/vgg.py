@@ -44,14 +44,18 @@ class VGG16(Backbone):
         super().__init__(stages=stages, taps=taps, frozen_stages=frozen_stages)
         self._classifier_state = {k: v.clone() for k, v in model.classifier.state_dict().items()} if weights else None
 
-    def fc_as_conv(self) -> nn.Sequential:
+    def fc_as_conv(self, padding: int = 0) -> nn.Sequential:
         """fc6/fc7 as 7x7 and 1x1 convolutions (ReLU + dropout), from this model's classifier weights if loaded."""
-        return vgg16_fc_as_conv(self._classifier_state)
+        return vgg16_fc_as_conv(self._classifier_state, padding=padding)
 
 
-def vgg16_fc_as_conv(classifier_state: dict[str, torch.Tensor] | None = None) -> nn.Sequential:
-    """``Tensor[N, 512, h, w] -> Tensor[N, 4096, h - 6, w - 6]`` (fc6 is an unpadded 7x7 conv)."""
-    fc6 = nn.Conv2d(512, FC_CHANNELS, FC6_KERNEL)
+def vgg16_fc_as_conv(classifier_state: dict[str, torch.Tensor] | None = None, padding: int = 0) -> nn.Sequential:
+    """``Tensor[N, 512, h, w] -> Tensor[N, 4096, h - 6 + 2 padding, w - 6 + 2 padding]``.
+
+    With ``padding=0`` fc6 is the classifier's unpadded 7x7 window; ``padding=3`` keeps the
+    pool5 grid, which FCN uses so that any input size works without the paper's 100-px padding.
+    """
+    fc6 = nn.Conv2d(512, FC_CHANNELS, FC6_KERNEL, padding=padding)
     fc7 = nn.Conv2d(FC_CHANNELS, FC_CHANNELS, 1)
     if classifier_state is not None:
         # torchvision's classifier: 0 = fc6 Linear(25088, 4096), 3 = fc7 Linear(4096, 4096)

@@ -19,7 +19,6 @@ widths of the head (``head_channels``, ``hidden_dim``; the paper uses 1024 and 4
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from detection.transform import build_transform

@@ -1,0 +1,94 @@
+"""Optimisation shared by the detection and segmentation systems.
+
+Both systems carry the same plain hyperparameters (``optimizer``, ``lr``, ``momentum``,
+``weight_decay``, ``scheduler``, ``warmup_steps``, ``lr_milestones``, ``lr_gamma``); the
+schedule is stepped per optimizer step, after a linear warm-up.
+"""
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+WARMUP_START_FACTOR = 1e-3  # the LR starts at lr / 1000 and rises linearly (torchvision references)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a training loss is NaN or infinite; the message names the step and the terms."""
+
+
+class WarmupSchedule:
+    """LR multiplier per optimizer step: linear warm-up, then cosine, step or constant.
+
+    A callable object rather than a closure so that ``LambdaLR.state_dict`` saves its
+    (plain-number) state and a resumed run continues the same schedule.
+    """
+
+    def __init__(
+        self, *, kind: str, warmup_steps: int, total_steps: int, milestones: list[int], gamma: float
+    ) -> None:
+        self.kind = kind
+        self.warmup_steps = warmup_steps
+        self.total_steps = total_steps
+        self.milestones = list(milestones)
+        self.gamma = gamma
+
+    def __call__(self, step: int) -> float:
+        warmup = 1.0
+        if step < self.warmup_steps:
+            alpha = step / self.warmup_steps
+            warmup = WARMUP_START_FACTOR * (1.0 - alpha) + alpha
+        if self.kind == "cosine":
+            progress = min(step / max(1, self.total_steps), 1.0)
+            return warmup * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if self.kind == "step":
+            return warmup * self.gamma ** sum(step >= m for m in self.milestones)
+        return warmup
+
+
+def check_finite(system: L.LightningModule, loss: Tensor, loss_dict: dict[str, Tensor], batch_idx: int) -> None:
+    """Stop training on a NaN / infinite loss, naming the step and every term (all DDP ranks together)."""
+    finite = bool(torch.isfinite(loss))
+    if system.trainer.world_size > 1:  # every rank stops together instead of hanging in the next all-reduce
+        finite = system.trainer.strategy.reduce_boolean_decision(finite, all=True)
+    if not finite:
+        terms = ", ".join(f"{name}={value.item():.6g}" for name, value in loss_dict.items())
+        raise NonFiniteLossError(
+            f"non-finite training loss at global step {system.global_step} "
+            f"(epoch {system.current_epoch}, batch {batch_idx}): {terms}"
+        )
+
+
+def configure_optimization(system: L.LightningModule) -> dict[str, Any]:
+    """``configure_optimizers`` for a system whose hparams hold the settings above and whose ``model`` is trained."""
+    hp, trainer = system.hparams, system.trainer
+    params = [p for p in system.model.parameters() if p.requires_grad]
+    if hp.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(
+            params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+        )
+    else:
+        optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    total_steps = trainer.estimated_stepping_batches
+    if hp.scheduler == "cosine" and not math.isfinite(total_steps):
+        raise ValueError("scheduler='cosine' needs trainer.max_epochs or trainer.max_steps")
+    milestones: list[int] = []
+    if hp.scheduler == "step":
+        if trainer.train_dataloader is None:  # max_steps-only runs skip this in the estimate above
+            trainer.fit_loop.setup_data()
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches):
+            raise ValueError("scheduler='step' has milestones in epochs: the train loader needs a length")
+        steps_per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+        milestones = [m * steps_per_epoch for m in hp.lr_milestones]
+    schedule = WarmupSchedule(
+        kind=hp.scheduler,
+        warmup_steps=hp.warmup_steps,
+        total_steps=int(total_steps) if math.isfinite(total_steps) else 0,
+        milestones=milestones,
+        gamma=hp.lr_gamma,
+    )
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}

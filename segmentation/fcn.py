@@ -1,0 +1,144 @@
+"""FCN-32s / 16s / 8s (Long, Shelhamer, Darrell 2015): per-pixel classification in one pass.
+
+The data flow:
+
+1. normalise with ImageNet statistics and pad right/bottom to a multiple of the coarsest
+   stride (so every map has an exact size; padding at the far side moves no pixel centre);
+2. ``backbone``: taps at strides 8, 16 and 32 (VGG-16: pool3, pool4, pool5);
+3. ``head``: the classifier's fully connected layers as convolutions (VGG-16's fc6/fc7 with
+   their weights when the backbone has them; a ``k x k`` conv + 1x1 conv for other backbones);
+4. ``score``: 1x1 convolutions to ``K = num_classes + 1`` class scores (background is 0);
+5. 16s / 8s: upsample the coarse scores 2x (transposed conv, bilinear init), crop them onto the
+   grid of the pool4 (then pool3) scores, and add (the skip connections);
+6. upsample to the input grid, crop to ``H x W``.
+
+Every crop comes from the traced layer geometry (``segmentation/geometry.py``), not from
+offsets copied from the Caffe model. The skip score layers start at zero, so an FCN-16s
+initialised from an FCN-32s starts out predicting exactly what the 32s did (paper, sec. 4.2).
+
+Shape letters: ``N`` images, ``K`` classes with background, ``H, W`` the input size.
+Contract: ``model(images: Tensor[N, 3, H, W]) -> logits Tensor[N, K, H, W]`` in train and eval.
+"""
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detection.backbones.base import Backbone
+from detection.transform import IMAGENET_MEAN, IMAGENET_STD
+from segmentation.geometry import INPUT, Geometry, trace
+from segmentation.upsample import aligned_upsampler
+
+SKIP_STRIDES = {"32s": (), "16s": (16,), "8s": (16, 8)}  # the score maps fused into the stride-32 scores
+COARSEST_STRIDE = 32
+VGG_FC6_PADDING = 3  # keeps the pool5 grid (7x7 kernel)
+
+
+def first_tap_at(backbone: Backbone, stride: int) -> str:
+    """The first tap at ``stride``: the map that ends the stride (VGG-16: pool4, not conv5_3)."""
+    names = [name for name, s in backbone.strides.items() if s == stride]
+    if not names:
+        raise ValueError(f"FCN needs a backbone tap at stride {stride}; taps: {backbone.strides}")
+    return names[0]
+
+
+def conv_head(in_channels: int, channels: int, kernel_size: int, dropout: float) -> nn.Sequential:
+    """fc6/fc7 for a backbone without a classifier: ``k x k`` conv (same padding) and 1x1 conv."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, channels, kernel_size, padding=kernel_size // 2),
+        nn.ReLU(inplace=True),
+        nn.Dropout2d(dropout),
+        nn.Conv2d(channels, channels, 1),
+        nn.ReLU(inplace=True),
+        nn.Dropout2d(dropout),
+    )
+
+
+def crop(x: Tensor, top_left: int, height: int, width: int) -> Tensor:
+    """``Tensor[N, K, h, w] -> Tensor[N, K, height, width]`` starting at ``(top_left, top_left)``."""
+    if x.shape[-2] < top_left + height or x.shape[-1] < top_left + width:
+        raise RuntimeError(f"map {tuple(x.shape[-2:])} too small for a {height}x{width} crop at {top_left}")
+    return x[..., top_left : top_left + height, top_left : top_left + width]
+
+
+class FCN(nn.Module):
+    """Args:
+        backbone: any shared backbone with taps at strides 8, 16, 32 (truncated after stride 32).
+        num_classes: foreground classes, as for the detectors; logits have ``num_classes + 1``
+            channels with background at 0.
+        variant: ``32s``, ``16s`` or ``8s``.
+        head_channels, head_kernel, dropout: the fc6/fc7 convolutions of a non-VGG backbone
+            (VGG-16 uses its own 7x7 / 4096 fc layers and their weights).
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        num_classes: int,
+        variant: Literal["32s", "16s", "8s"] = "8s",
+        head_channels: int = 4096,
+        head_kernel: int = 7,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if variant not in SKIP_STRIDES:
+            raise ValueError(f"variant must be one of {list(SKIP_STRIDES)}, got {variant!r}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes counts foreground classes and must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.variant = variant
+        classes = num_classes + 1
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+        self.coarse_tap = first_tap_at(backbone, COARSEST_STRIDE)
+        self.skip_taps = [first_tap_at(backbone, s) for s in SKIP_STRIDES[variant]]
+        backbone.truncate(self.coarse_tap)
+        self.backbone = backbone
+        geometry = self._tap_geometry(backbone)
+
+        if hasattr(backbone, "fc_as_conv"):  # VGG-16: fc6/fc7 (and their ImageNet weights) as convolutions
+            self.head = backbone.fc_as_conv(padding=VGG_FC6_PADDING)
+        else:
+            self.head = conv_head(backbone.channels[self.coarse_tap], head_channels, head_kernel, dropout)
+        head_out = [m for m in self.head.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
+        score_geometry = trace(self.head, geometry[self.coarse_tap])
+        self.score = nn.Conv2d(head_out, classes, 1)  # score_fr
+
+        self.skip_scores = nn.ModuleList()  # score_pool4, score_pool3
+        self.skip_upsamplers = nn.ModuleList()  # upscore2, upscore_pool4
+        self.skip_crops: list[int] = []
+        for tap in self.skip_taps:
+            score = nn.Conv2d(backbone.channels[tap], classes, 1)
+            nn.init.zeros_(score.weight)
+            nn.init.zeros_(score.bias)
+            upsampler, offset = aligned_upsampler(classes, score_geometry, geometry[tap])
+            self.skip_scores.append(score)
+            self.skip_upsamplers.append(upsampler)
+            self.skip_crops.append(offset)
+            score_geometry = geometry[tap]
+        self.final_upsampler, self.final_crop = aligned_upsampler(classes, score_geometry, INPUT)
+
+    def _tap_geometry(self, backbone: Backbone) -> dict[str, Geometry]:
+        geometry, out = INPUT, {}
+        for name, stage in backbone.stages.items():
+            geometry = trace(stage, geometry)
+            out[name] = geometry
+        return out
+
+    def forward(self, images: Tensor) -> Tensor:
+        """``Tensor[N, 3, H, W]`` in ``[0, 1]`` -> logits ``Tensor[N, K, H, W]``."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"FCN expects images Tensor[N, 3, H, W], got {tuple(images.shape)}")
+        height, width = images.shape[-2:]
+        x = (images - self.mean) / self.std
+        x = F.pad(x, (0, -width % COARSEST_STRIDE, 0, -height % COARSEST_STRIDE))
+        features = self.backbone(x)
+        scores = self.score(self.head(features[self.coarse_tap]))  # stride 32
+        for tap, skip_score, upsampler, offset in zip(self.skip_taps, self.skip_scores, self.skip_upsamplers, self.skip_crops):
+            skip = skip_score(features[tap])  # stride 16, then 8
+            scores = crop(upsampler(scores), offset, *skip.shape[-2:]) + skip
+        return crop(self.final_upsampler(scores), self.final_crop, height, width)
