@@ -4,6 +4,7 @@ VOC stores class and instance masks as palette ("P" mode) PNGs: each pixel holds
 (0 background, 1..C classes or instances, 255 void) and the palette only colours it.
 """
 
+import functools
 from pathlib import Path
 from typing import BinaryIO
 
@@ -13,8 +14,9 @@ from PIL import Image
 VOID_INDEX = 255
 
 
-def voc_palette() -> list[int]:
-    """The devkit's 256-colour palette as a flat ``[r0, g0, b0, r1, ...]`` list of 768 ints."""
+@functools.cache
+def voc_palette() -> tuple[int, ...]:
+    """The devkit's 256-colour palette as a flat ``(r0, g0, b0, r1, ...)`` tuple of 768 ints (built once)."""
     palette = []
     for index in range(256):
         r = g = b = 0
@@ -25,7 +27,7 @@ def voc_palette() -> list[int]:
             b |= ((c >> 2) & 1) << (7 - bit)
             c >>= 3
         palette.extend((r, g, b))
-    return palette
+    return tuple(palette)
 
 
 def save_palette_png(path: str | Path | BinaryIO, indices: np.ndarray) -> None:

@@ -139,7 +139,7 @@ def draw_detections(image: Tensor, pred: dict[str, Tensor], classes: Sequence[st
     return draw_bounding_boxes(canvas, pred["boxes"].cpu(), labels=names, colors=box_colours, width=BOX_LINE_WIDTH)
 
 
-def _save_png(image: Tensor, path: Path) -> None:
+def save_png(image: Tensor, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     Image.fromarray(image.permute(1, 2, 0).numpy()).save(buffer, format="PNG")
@@ -220,7 +220,7 @@ def _predict_batch(
         pred = {k: v[keep] for k, v in pred.items()}
         image = _field(record, "image")
         if draw:
-            _save_png(draw_detections(image, pred, classes), out_dir / DRAWN_DIR / f"{rel}.png")
+            save_png(draw_detections(image, pred, classes), out_dir / DRAWN_DIR / f"{rel}.png")
         entries.append(_entry(rel, image, pred))
     return entries
 

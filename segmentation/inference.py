@@ -23,18 +23,18 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
 from datasets.folder import ImageFolder, ImageRecord
 from datasets.palette import VOID_INDEX, save_palette_png, voc_palette
-from detection.inference import atomic_write, relative_path
+from detection.inference import atomic_write, relative_path, save_png
 
 MASKS_DIR = "masks"
 OVERLAYS_DIR = "overlays"
 ERRORS_TXT = "errors.txt"
 OVERLAY_ALPHA = 0.5
+PALETTE_RGB = torch.tensor(voc_palette(), dtype=torch.float32).view(-1, 3) / 255  # [256, 3] in [0, 1]
 
 
 @dataclass
@@ -51,18 +51,19 @@ def mask_name(rel: str) -> str:
     return PurePosixPath(rel).with_suffix(".png").as_posix()
 
 
-def overlay(image: Tensor, labels: Tensor, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
-    """``Tensor[3, H, W]`` in [0, 1] + ``Tensor[H, W]`` labels -> ``[H, W, 3]`` uint8, classes blended in."""
-    colours = torch.tensor(voc_palette(), dtype=torch.float32).view(-1, 3) / 255
-    colour = colours[labels.long()].permute(2, 0, 1)  # [H, W, 3] -> [3, H, W]
+def overlay(image: Tensor, labels: Tensor, alpha: float = OVERLAY_ALPHA) -> Tensor:
+    """``Tensor[3, H, W]`` in [0, 1] + ``Tensor[H, W]`` labels -> ``Tensor[3, H, W]`` uint8, classes blended in."""
+    colour = PALETTE_RGB[labels.long()].permute(2, 0, 1)  # [H, W, 3] -> [3, H, W]
     blended = torch.where(labels.bool(), (1 - alpha) * image + alpha * colour, image)
-    return (blended.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return (blended.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def _png_bytes(write: Callable[[io.BytesIO], None]) -> bytes:
+def save_mask(path: Path, labels: Tensor) -> None:
+    """``Tensor[H, W]`` labels -> a VOC palette PNG, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    write(buffer)
-    return buffer.getvalue()
+    save_palette_png(buffer, labels.numpy().astype(np.uint8))
+    atomic_write(path, buffer.getvalue())
 
 
 def segment_batch(model: nn.Module, images: list[Tensor]) -> list[Tensor]:
@@ -118,12 +119,8 @@ def predict_masks(
             for record, label in zip(records, labels):
                 name = mask_name(relative_path(record.path, root))
                 if draw:
-                    picture = overlay(record.image.cpu(), label)
-                    (out_dir / OVERLAYS_DIR / name).parent.mkdir(parents=True, exist_ok=True)
-                    atomic_write(out_dir / OVERLAYS_DIR / name, _png_bytes(lambda f: Image.fromarray(picture).save(f, format="PNG")))
-                (out_dir / MASKS_DIR / name).parent.mkdir(parents=True, exist_ok=True)
-                indices = label.numpy().astype(np.uint8)
-                atomic_write(out_dir / MASKS_DIR / name, _png_bytes(lambda f: save_palette_png(f, indices)))
+                    save_png(overlay(record.image.cpu(), label), out_dir / OVERLAYS_DIR / name)
+                save_mask(out_dir / MASKS_DIR / name, label)  # last: an existing mask marks a finished image
                 processed += 1
     finally:  # also after an interruption
         out_dir.mkdir(parents=True, exist_ok=True)
