@@ -3,18 +3,18 @@
     # learning: train from scratch within the demo budget, then test mAP@0.5 (VOC area AP)
     python scripts/bench_yolo.py learn --config configs/yolo/shapes.yaml [-- --model.lr 0.02 ...]
     # speed: images per second, YOLO vs Faster R-CNN on the same backbone and input size
-    python scripts/bench_yolo.py speed --image-size 128 --width 32 --batch-sizes 1 8
+    python scripts/bench_yolo.py speed --config configs/yolo/shapes.yaml --batch-sizes 1 8
 
 ``learn`` runs ``scripts/train.py fit`` and ``test`` (the shared LightningCLI) and prints the
 training wall time and the validation / test ``map_50`` it logged.
 
 ``speed`` times ``model(images)`` in eval mode (``torch.inference_mode``, the given number of
-threads) for both detectors built on the *same* backbone class and tap, at the same fixed
-input size, counting the model-side transform and the postprocessing. Weights are random
-(nothing is downloaded), so both detectors run their full test-time path: Faster R-CNN keeps
-its default 1000 proposals per image through the RoI head; YOLO decodes its S*S*B boxes and
-thresholds at the configured score. The Faster R-CNN is ``detection.faster_rcnn.FasterRCNN``
-when that module exists, else torchvision's ``FasterRCNN`` on the same backbone (said in the output).
+threads), counting the model-side transform and the postprocessing. YOLO is built from
+``--config``; ``detection.faster_rcnn.FasterRCNN`` from ``--faster-config`` (anchors, proposal
+counts, RoI head) with YOLO's backbone, tap and fixed input size swapped in. Weights are
+random (nothing is downloaded), so both run their full test-time path: Faster R-CNN sends its
+configured test proposals through the RoI head; YOLO decodes its S*S*B boxes and thresholds
+at the configured score.
 """
 
 import argparse
@@ -23,8 +23,8 @@ import os
 import subprocess
 import sys
 import time
-from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -32,11 +32,9 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
-from detection.backbones import SmallCNN  # noqa: E402
-from detection.yolo import YOLOv1  # noqa: E402
+from detection.checkpoint import build_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-NUM_CLASSES = 4  # the shapes classes
 
 
 # ----------------------------------------------------------------------------- learning
@@ -76,36 +74,16 @@ def learn(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- speed
-class _TapAsFeatureDict(nn.Module):
-    """Our backbone's one tap as the ``OrderedDict`` torchvision's detectors expect."""
-
-    def __init__(self, backbone: nn.Module, feature: str) -> None:
-        super().__init__()
-        self.body, self.feature = backbone, feature
-        self.out_channels = backbone.channels[feature]
-
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
-        return OrderedDict([("0", self.body(x)[self.feature])])
+def _model_config(config: str) -> dict[str, Any]:
+    return yaml.safe_load((REPO / config).read_text())["model"]["model"]
 
 
-def _faster_rcnn(backbone: nn.Module, *, feature: str, image_size: int) -> tuple[nn.Module, str]:
-    try:
-        from detection.faster_rcnn import FasterRCNN  # the project's own, when present
-    except ImportError:
-        FasterRCNN = None
-    if FasterRCNN is not None:
-        return FasterRCNN(backbone=backbone, num_classes=NUM_CLASSES, feature=feature, min_size=image_size,
-                          max_size=image_size), "detection.faster_rcnn.FasterRCNN"
-    from torchvision.models.detection import FasterRCNN as TVFasterRCNN
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.ops import MultiScaleRoIAlign
-
-    anchors = AnchorGenerator(sizes=((16, 32, 64, 128),), aspect_ratios=((0.5, 1.0, 2.0),))
-    model = TVFasterRCNN(
-        _TapAsFeatureDict(backbone, feature), num_classes=NUM_CLASSES + 1, min_size=image_size, max_size=image_size,
-        rpn_anchor_generator=anchors, box_roi_pool=MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2),
-    )
-    return model, "torchvision.models.detection.FasterRCNN (same backbone and tap; ours not available)"
+def _faster_config_like(yolo_cfg: dict[str, Any], faster_config: str) -> dict[str, Any]:
+    """Faster R-CNN's model config with YOLO's backbone, tap and fixed input size swapped in."""
+    faster_cfg, shared = _model_config(faster_config), yolo_cfg["init_args"]
+    size = shared["image_size"]
+    faster_cfg["init_args"].update(backbone=shared["backbone"], feature=shared["feature"], min_size=size, max_size=size)
+    return faster_cfg
 
 
 def _images_per_second(model: nn.Module, images: list[Tensor], *, batch_size: int, warmup: int, repeats: int) -> float:
@@ -125,16 +103,15 @@ def _images_per_second(model: nn.Module, images: list[Tensor], *, batch_size: in
 def speed(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    yolo = YOLOv1(
-        backbone=SmallCNN(width=args.width), num_classes=NUM_CLASSES, grid_size=args.grid_size, image_size=args.image_size,
-        feature=args.feature, head_convs=args.head_convs, head_channels=args.head_channels, hidden_dim=args.hidden_dim,
-        score_threshold=args.score_threshold,
-    ).eval()
-    frcnn, which = _faster_rcnn(SmallCNN(width=args.width), feature=args.feature, image_size=args.image_size)
-    frcnn.eval()
-    images = [torch.rand(3, args.image_size, args.image_size) for _ in range(args.images)]
-    print(f"backbone SmallCNN(width={args.width}) tap {args.feature}, input {args.image_size} px, "
-          f"{args.images} images, {args.threads} threads; Faster R-CNN = {which}")
+    yolo_cfg = _model_config(args.config)
+    yolo = build_model(yolo_cfg).eval()
+    frcnn = build_model(_faster_config_like(yolo_cfg, args.faster_config)).eval()
+    shared = yolo_cfg["init_args"]
+    size = shared["image_size"]
+    images = [torch.rand(3, size, size) for _ in range(args.images)]
+    print(f"backbone {shared['backbone']} tap {shared['feature']}, input {size} px, {args.images} images, "
+          f"{args.threads} threads")
+    print(f"YOLO: {args.config}; Faster R-CNN: {args.faster_config} with the same backbone, tap and size")
     print(f"{'batch':>5} {'YOLO img/s':>11} {'Faster R-CNN img/s':>19} {'ratio':>6}")
     for bs in args.batch_sizes:
         y = _images_per_second(yolo, images, batch_size=bs, warmup=args.warmup, repeats=args.repeats)
@@ -151,14 +128,8 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="extra train.py overrides, after --, e.g. -- --model.lr 0.02")
     p.set_defaults(func=learn)
     p = sub.add_parser("speed", help="inference images/s, YOLO vs Faster R-CNN")
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--width", type=int, default=32, help="SmallCNN width (both detectors)")
-    p.add_argument("--feature", default="c4", help="backbone tap (both detectors)")
-    p.add_argument("--grid-size", type=int, default=8)
-    p.add_argument("--head-convs", type=int, default=2)
-    p.add_argument("--head-channels", type=int, default=128)
-    p.add_argument("--hidden-dim", type=int, default=512)
-    p.add_argument("--score-threshold", type=float, default=0.01)
+    p.add_argument("--config", default="configs/yolo/shapes.yaml", help="the YOLO model (and backbone, size)")
+    p.add_argument("--faster-config", default="configs/faster_rcnn/shapes.yaml", help="the Faster R-CNN head")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     p.add_argument("--images", type=int, default=32)
     p.add_argument("--warmup", type=int, default=2)

@@ -54,7 +54,7 @@ def test_train_step_any_s_b_c_and_tap(s: int, b: int, c: int, feature: str) -> N
         if name.startswith("head.") or any(name.startswith(f"backbone.stages.{n}.") for n in used):
             assert param.grad is not None and torch.isfinite(param.grad).all(), name
             assert param.grad.abs().sum() > 0, name
-    assert model.head.fc[-1].out_features == s * s * (5 * b + c)
+    assert model.head.predictor[-1].out_features == s * s * (5 * b + c)
 
 
 def test_targets_are_not_modified() -> None:
@@ -140,3 +140,43 @@ def test_train_and_eval_step_through_lightning(shapes_root) -> None:
         assert math.isfinite(float(metrics[key])), key
     assert 0.0 <= float(metrics["val/map_50"]) <= 1.0
     assert any(not torch.equal(b, p) for b, p in zip(before, model.head.parameters()))
+
+
+def test_conv_prediction_shares_one_predictor_across_cells() -> None:
+    """``prediction="conv"``: same grid layout; a cell's output depends only on its own pooled features."""
+    from detection.yolo.model import YOLOHead
+
+    torch.manual_seed(0)
+    layout = GridLayout(grid_size=4, boxes_per_cell=2, num_classes=3)
+    head = YOLOHead(in_channels=8, layout=layout, num_convs=0, hidden_dim=16, dropout=0.0, prediction="conv").eval()
+    feature = torch.rand(2, 8, 4, 4)
+    grid = head(feature)
+    assert grid.shape == (2, 4, 4, layout.depth)
+    changed = feature.clone()
+    changed[:, :, 1, 2] += 1.0  # only cell (row 1, col 2) sees new features
+    diff = (head(changed) - grid).abs().sum(dim=-1)  # [N, S, S]
+    assert (diff[:, 1, 2] > 0).all()
+    diff[:, 1, 2] = 0
+    assert diff.max() == 0
+    # the same features in two cells give the same prediction
+    feature[:, :, 3, 0] = feature[:, :, 0, 3]
+    grid = head(feature)
+    torch.testing.assert_close(grid[:, 3, 0], grid[:, 0, 3])
+
+
+def test_conv_prediction_trains_and_detects() -> None:
+    model = _model(prediction="conv")
+    images, targets = _images_and_targets()
+    model.train()
+    losses = model(images, targets)
+    assert set(losses) == LOSS_KEYS
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in model.head.parameters())
+    model.eval()
+    with torch.no_grad():
+        assert len(model(images)) == 2
+
+
+def test_unknown_prediction_is_refused() -> None:
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        _model(prediction="attention")

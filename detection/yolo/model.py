@@ -10,11 +10,15 @@ classes, ``D = 5B + C``, ``Hf, Wf`` the size of the backbone tap)::
     eval:     decode -> class-specific confidence -> threshold -> per-class NMS
               -> boxes mapped back to each original image
 
-As in the paper the grid comes out of fully connected layers, which see the whole image;
-the adaptive pooling in front of them lets any backbone tap and any input size feed the
-same head. Deviations from the paper, each a constructor argument: batch norm in the head
-convolutions (``batch_norm``; the paper's network has none, YOLO v2 added it), and the
-widths of the head (``head_channels``, ``hidden_dim``; the paper uses 1024 and 4096).
+As in the paper the grid comes out of fully connected layers, which see the whole image
+(``prediction="fc"``, the default); the adaptive pooling in front of them lets any backbone
+tap and any input size feed the same head. Deviations from the paper, each a constructor
+argument: batch norm in the head convolutions (``batch_norm``; the paper's network has none,
+YOLO v2 added it), the widths of the head (``head_channels``, ``hidden_dim``; the paper uses
+1024 and 4096), and ``prediction="conv"``: the same two layers applied to each cell of the
+pooled ``S x S`` map as 1 x 1 convolutions, so all cells share one predictor that sees the
+cell's receptive field instead of the whole image (YOLO v2's change). The output tensor,
+its layout, the loss and the decoding are the same for both.
 """
 
 from typing import Any
@@ -34,6 +38,7 @@ DROPOUT = 0.5  # "a dropout layer with rate = .5 after the first connected layer
 HEAD_CONVS = 4  # the paper adds four convolutional layers on top of the pretrained ones
 HEAD_CHANNELS = 1024
 HIDDEN_DIM = 4096
+PREDICTIONS = ("fc", "conv")  # see the module docstring
 
 
 class YOLOHead(nn.Module):
@@ -49,8 +54,11 @@ class YOLOHead(nn.Module):
         hidden_dim: int = HIDDEN_DIM,
         dropout: float = DROPOUT,
         batch_norm: bool = True,
+        prediction: str = "fc",
     ) -> None:
         super().__init__()
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
         self.layout = layout
         convs: list[nn.Module] = []
         for i in range(num_convs):
@@ -62,18 +70,22 @@ class YOLOHead(nn.Module):
         pooled_channels = channels if num_convs else in_channels
         s = layout.grid_size
         self.pool = nn.AdaptiveAvgPool2d((s, s))
-        self.fc = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(pooled_channels * s * s, hidden_dim),
-            nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(hidden_dim, s * s * layout.depth),  # linear activation for the final layer
-        )
+        self.per_cell = prediction == "conv"
+        if self.per_cell:  # [N, Ch, S, S] -> [N, D, S, S]
+            first: nn.Module = nn.Conv2d(pooled_channels, hidden_dim, 1)
+            last: nn.Module = nn.Conv2d(hidden_dim, layout.depth, 1)
+        else:  # [N, Ch * S * S] -> [N, S * S * D]
+            first = nn.Sequential(nn.Flatten(), nn.Linear(pooled_channels * s * s, hidden_dim))
+            last = nn.Linear(hidden_dim, s * s * layout.depth)
+        # linear activation for the final layer
+        self.predictor = nn.Sequential(first, nn.LeakyReLU(LEAKY_SLOPE, inplace=True), nn.Dropout(dropout), last)
 
     def forward(self, feature: Tensor) -> Tensor:
-        x = self.pool(self.convs(feature))  # [N, Ch, S, S]
+        x = self.predictor(self.pool(self.convs(feature)))  # [N, D, S, S] or [N, S*S*D]
+        if self.per_cell:
+            return x.permute(0, 2, 3, 1)  # [N, S, S, D]
         s, depth = self.layout.grid_size, self.layout.depth
-        return self.fc(x).view(-1, s, s, depth)  # [N, S*S*D] -> [N, S, S, D]
+        return x.view(-1, s, s, depth)  # [N, S*S*D] -> [N, S, S, D]
 
 
 class YOLOv1(nn.Module):
@@ -89,7 +101,8 @@ class YOLOv1(nn.Module):
         grid_size, boxes_per_cell: ``S`` and ``B``.
         image_size: every image is resized to ``image_size x image_size`` (aspect not kept).
         feature: the backbone tap the head reads (``c4``, ``c5``, ``conv5_3``, ...).
-        head_convs, head_channels, hidden_dim, dropout, batch_norm: the head (see ``YOLOHead``).
+        head_convs, head_channels, hidden_dim, dropout, batch_norm, prediction: the head
+            (see ``YOLOHead`` and the module docstring).
         lambda_coord, lambda_noobj: the weights of eq. 3.
         rescore: confidence target ``IoU(pred, truth)`` (the paper) or 1.
         score_threshold: minimum class-specific confidence kept at test time.
@@ -110,6 +123,7 @@ class YOLOv1(nn.Module):
         hidden_dim: int = HIDDEN_DIM,
         dropout: float = DROPOUT,
         batch_norm: bool = True,
+        prediction: str = "fc",
         lambda_coord: float = LAMBDA_COORD,
         lambda_noobj: float = LAMBDA_NOOBJ,
         rescore: bool = True,
@@ -147,6 +161,7 @@ class YOLOv1(nn.Module):
             hidden_dim=hidden_dim,
             dropout=dropout,
             batch_norm=batch_norm,
+            prediction=prediction,
         )
 
     def predict_grid(self, batch: Tensor) -> Tensor:
