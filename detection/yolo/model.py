@@ -5,7 +5,8 @@ classes, ``D = 5B + C``, ``Hf, Wf`` the size of the backbone tap)::
 
     images --transform--> [N, 3, I, I] --backbone[feature]--> [N, Cf, Hf, Wf]
       --head convs--> [N, Ch, Hf, Wf] --adaptive pool--> [N, Ch, S, S]
-      --FC, FC--> [N, S*S*D] --view--> [N, S, S, D]
+      --FC, FC--> [N, S*S*D] --view--> [N, S, S, D]       (prediction="fc")
+      --1x1 conv, 1x1 conv--> [N, D, S, S] --permute--> [N, S, S, D]   (prediction="conv")
     training: targets --encode--> [N, S, S, D]; loss = eq. 3 (five terms)
     eval:     decode -> class-specific confidence -> threshold -> per-class NMS
               -> boxes mapped back to each original image
@@ -21,7 +22,7 @@ cell's receptive field instead of the whole image (YOLO v2's change). The output
 its layout, the loss and the decoding are the same for both.
 """
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from torch import Tensor, nn
 
@@ -38,11 +39,14 @@ DROPOUT = 0.5  # "a dropout layer with rate = .5 after the first connected layer
 HEAD_CONVS = 4  # the paper adds four convolutional layers on top of the pretrained ones
 HEAD_CHANNELS = 1024
 HIDDEN_DIM = 4096
-PREDICTIONS = ("fc", "conv")  # see the module docstring
+Prediction = Literal["fc", "conv"]  # see the module docstring
 
 
 class YOLOHead(nn.Module):
-    """Backbone tap ``[N, Cf, Hf, Wf]`` -> grid ``[N, S, S, D]``: convs, adaptive pool, two FC layers."""
+    """Backbone tap ``[N, Cf, Hf, Wf]`` -> grid ``[N, S, S, D]``: convs, adaptive pool, two FC layers
+
+    (``prediction="fc"``) or the same two layers as 1 x 1 convolutions on every cell (``"conv"``).
+    """
 
     def __init__(
         self,
@@ -54,11 +58,11 @@ class YOLOHead(nn.Module):
         hidden_dim: int = HIDDEN_DIM,
         dropout: float = DROPOUT,
         batch_norm: bool = True,
-        prediction: str = "fc",
+        prediction: Prediction = "fc",
     ) -> None:
         super().__init__()
-        if prediction not in PREDICTIONS:
-            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+        if prediction not in get_args(Prediction):
+            raise ValueError(f"prediction must be one of {get_args(Prediction)}, got {prediction!r}")
         self.layout = layout
         convs: list[nn.Module] = []
         for i in range(num_convs):
@@ -123,7 +127,7 @@ class YOLOv1(nn.Module):
         hidden_dim: int = HIDDEN_DIM,
         dropout: float = DROPOUT,
         batch_norm: bool = True,
-        prediction: str = "fc",
+        prediction: Prediction = "fc",
         lambda_coord: float = LAMBDA_COORD,
         lambda_noobj: float = LAMBDA_NOOBJ,
         rescore: bool = True,
