@@ -1,4 +1,4 @@
-"""Rebuild a trained detector from a checkpoint without unpickling anything.
+"""Rebuild a trained detector from a checkpoint, or start a model from one, without unpickling anything.
 
 A checkpoint is an untrusted file: it is read with ``torch.load(weights_only=True)``, which
 allows tensors and plain containers only. The model is rebuilt from its plain-typed config
@@ -14,6 +14,9 @@ allows tensors and plain containers only. The model is rebuilt from its plain-ty
 Every ``class_path`` in that config must start with one of ``allowed_prefixes`` (importing a
 module named by a file runs that module's code); every backbone ``weights`` init arg is set to
 ``None`` since the checkpoint's state dict replaces them anyway (and nothing is downloaded).
+
+``init_from_checkpoint`` copies the matching parameters of a checkpoint into a model built
+elsewhere (``DetectionSystem(init_from=...)``).
 """
 
 from collections.abc import Sequence
@@ -98,6 +101,42 @@ def build_model(
     return parser.instantiate_classes(config).model
 
 
+def _read_checkpoint(checkpoint: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The checkpoint dict, read with ``weights_only=True``; ``CheckpointError`` naming the file otherwise."""
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{checkpoint}: no such checkpoint file")
+    try:
+        ckpt = torch.load(checkpoint, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means "not a checkpoint we accept"
+        raise CheckpointError(f"{checkpoint}: not loadable with weights_only=True ({error})") from error
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{checkpoint}: not a Lightning checkpoint (no state_dict)")
+    return ckpt
+
+
+def _model_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The system's ``self.model`` entries of a Lightning state dict, without the ``model.`` prefix."""
+    return {k[len(STATE_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(STATE_PREFIX)}
+
+
+def init_from_checkpoint(model: nn.Module, checkpoint: str | Path) -> list[str]:
+    """Copy every parameter whose name and shape match from a Lightning checkpoint into ``model``.
+
+    Starts a model from another trained one: FCN-16s from FCN-32s (the paper's staged
+    training), or a detector from a network trained on classification (the backbone
+    entries ``backbone.*`` match; heads of another shape keep their initialisation).
+    Returns the names left as initialised; ``CheckpointError`` naming the file when nothing matches.
+    """
+    checkpoint = Path(checkpoint)
+    source = _model_state(_read_checkpoint(checkpoint))
+    own = model.state_dict()
+    taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if not taken:
+        raise CheckpointError(f"{checkpoint}: no parameter matches this model by name and shape")
+    model.load_state_dict(taken, strict=False)
+    return sorted(set(own) - set(taken))
+
+
 def load_detector(
     checkpoint: str | Path,
     *,
@@ -108,14 +147,7 @@ def load_detector(
 ) -> LoadedDetector:
     """Load ``DetectionSystem`` checkpoint -> model in eval mode + class names (see module doc)."""
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise CheckpointError(f"{checkpoint}: no such checkpoint file")
-    try:
-        ckpt = torch.load(checkpoint, map_location=map_location, weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means "not a checkpoint we accept"
-        raise CheckpointError(f"{checkpoint}: not loadable with weights_only=True ({error})") from error
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{checkpoint}: not a Lightning checkpoint (no state_dict)")
+    ckpt = _read_checkpoint(checkpoint, map_location=map_location)
     hparams = ckpt.get("hyper_parameters") or {}
 
     model_config, config_classes = None, None
@@ -136,8 +168,7 @@ def load_detector(
         raise CheckpointError(f"{checkpoint}: no class names stored; pass them explicitly (--classes a,b,c)")
 
     model = build_model(model_config, allowed_prefixes=allowed_prefixes)
-    state = {k[len(STATE_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(STATE_PREFIX)}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing, unexpected = model.load_state_dict(_model_state(ckpt), strict=False)
     if missing or unexpected:
         raise CheckpointError(
             f"{checkpoint}: state dict does not match {model_config['class_path']}: "

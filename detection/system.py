@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import lightning as L
 from torch import Tensor, nn
 
+from detection.checkpoint import init_from_checkpoint
 from detection.optim import check_finite, configure_optimization
 
 
@@ -50,6 +51,10 @@ class DetectionSystem(L.LightningModule):
         scheduler: ``cosine`` decay to 0 over the run, ``step`` (x ``lr_gamma`` at each epoch
             of ``lr_milestones``) or ``none``; stepped per optimizer step, after a linear warm-up
             of ``warmup_steps`` steps.
+        init_from: a Lightning checkpoint to start the model from: every parameter whose name
+            and shape match is copied (``detection.checkpoint.init_from_checkpoint``), e.g. a
+            backbone trained on classification, as the YOLO and R-CNN papers pretrain theirs.
+            Applied once at construction; ``fit --ckpt_path`` (resume) then overrides it.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class DetectionSystem(L.LightningModule):
         warmup_steps: int = 0,
         lr_milestones: list[int] | None = None,
         lr_gamma: float = 0.1,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():
@@ -83,6 +89,8 @@ class DetectionSystem(L.LightningModule):
         if scheduler == "step" and not lr_milestones:
             raise ValueError("scheduler='step' needs lr_milestones (epochs), e.g. [8, 11]")
         self.model = model
+        if init_from is not None:
+            init_from_checkpoint(model, init_from)
         self.evaluator_factory = evaluator
         self.evaluator: Evaluator | None = None
         self.monitor = monitor

@@ -20,7 +20,6 @@ from datasets.palette import VOID_INDEX
 from detection.optim import check_finite
 from detection.system import DetectionSystem
 from segmentation.metrics import ConfusionMatrix
-from segmentation.staged import init_from_checkpoint
 
 BACKGROUND = "background"
 
@@ -43,7 +42,7 @@ class SegmentationSystem(DetectionSystem):
         monitor: the metric ModelCheckpoint watches (``val/<monitor>``): ``mean_iou``,
             ``pixel_accuracy``, ``mean_accuracy`` or ``fw_iou``.
         init_from: a checkpoint of a coarser model to start from (FCN-32s -> 16s -> 8s, the
-            paper's staged training): every parameter whose name and shape match is copied.
+            paper's staged training; see ``DetectionSystem``).
         The remaining arguments are the detection system's.
     """
 
@@ -66,10 +65,8 @@ class SegmentationSystem(DetectionSystem):
         super().__init__(
             model=model, evaluator=semantic_evaluator, monitor=monitor, classes=classes, optimizer=optimizer,
             lr=lr, momentum=momentum, weight_decay=weight_decay, scheduler=scheduler, warmup_steps=warmup_steps,
-            lr_milestones=lr_milestones, lr_gamma=lr_gamma,
+            lr_milestones=lr_milestones, lr_gamma=lr_gamma, init_from=init_from,
         )
-        if init_from is not None:
-            init_from_checkpoint(self.model, init_from)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model(images)

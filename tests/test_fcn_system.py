@@ -18,7 +18,7 @@ from detection.backbones import SmallCNN
 from detection.checkpoint import load_detector
 from segmentation.fcn import FCN
 from segmentation.inference import ERRORS_TXT, MASKS_DIR, OVERLAYS_DIR, predict_masks, segment_batch
-from segmentation.staged import init_from_checkpoint
+from detection.checkpoint import init_from_checkpoint
 from segmentation.system import SegmentationSystem, pixel_loss
 
 REPO = Path(__file__).resolve().parents[1]

@@ -190,3 +190,27 @@ def test_tiny_detector_contract_and_empty_images() -> None:
 def test_an_evaluator_instance_instead_of_a_factory_is_reported() -> None:
     with pytest.raises(TypeError, match="factory"):
         DetectionSystem(model=TinyDetector(num_classes=2), evaluator=ToyEvaluator(classes=TOY_CLASSES))
+
+
+def test_init_from_copies_a_classification_backbone_into_a_detector(tmp_path) -> None:
+    """The paper's recipe for YOLO / R-CNN: the backbone comes from a net trained on classification."""
+    from detection.backbones import SmallCNN
+    from detection.checkpoint import CheckpointError
+    from detection.localization import ClassLocalizationNet
+    from detection.yolo import YOLOv1
+
+    torch.manual_seed(0)
+    classifier = ClassLocalizationNet(backbone=SmallCNN(width=4), num_classes=2, image_size=64)
+    path = tmp_path / "classifier.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in classifier.state_dict().items()}}, path)
+    detector = YOLOv1(backbone=SmallCNN(width=4), num_classes=2, grid_size=4, image_size=64, feature="c4",
+                      head_convs=1, head_channels=8, hidden_dim=16)
+    head_before = {k: v.clone() for k, v in detector.head.state_dict().items()}
+    system = _system(detector, init_from=str(path))
+    for name, value in classifier.backbone.state_dict().items():
+        torch.testing.assert_close(system.model.backbone.state_dict()[name], value)
+    for name, value in system.model.head.state_dict().items():
+        torch.testing.assert_close(value, head_before[name])
+    torch.save({"weights": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match="no state_dict"):
+        _system(init_from=str(path))
