@@ -15,7 +15,8 @@ VOC and shapes, COCO instances painted into a class map) and yields
 which pads to the largest image; ``crop_size`` makes training batches a fixed square).
 
 Augmentation: the training split gets ``train_transforms`` (flip, scale jitter + crop, colour
-jitter) unless ``augment=False``; validation and test get none: the model's transform
+jitter), ``flip_transforms`` with ``augment="flip"`` (Fast R-CNN's cached proposals follow
+flips exactly), or none with ``augment=False``; validation and test get none: the model's transform
 resizes, and metrics are computed on the files as they are.
 
 Randomness: the training pipeline's seed is derived from ``torch.initial_seed()`` (so
@@ -40,7 +41,7 @@ from datasets.collate import collate_detection, collate_segmentation
 from datasets.errors import DatasetError
 from datasets.shapes import SHAPE_CLASSES
 from datasets.shapes_writer import write_shapes
-from datasets.transforms import BoxMaskTransform, train_transforms
+from datasets.transforms import BoxMaskTransform, flip_transforms, train_transforms
 from datasets.voc import VOC_CLASSES, VOCDetection, VOCSegmentation
 
 
@@ -94,7 +95,8 @@ class DetectionDataModule(L.LightningDataModule):
         classes: foreground class names; default VOC's 20, the four shapes, or COCO's categories
             (for COCO a given list must equal the annotation file's categories in id order).
         with_masks: detection targets also carry ``masks [K, H, W]`` (and ``semantic``).
-        augment: apply ``train_transforms`` to the training split.
+        augment: the training split's augmentation: ``True`` ``train_transforms``, ``"flip"``
+            horizontal flips only (``flip_transforms``), ``False`` none.
         crop_size: fixed square training size (pad + random crop), e.g. for stacked FCN batches.
         batch_size, eval_batch_size: loader batch sizes (eval defaults to ``batch_size``).
         num_workers: DataLoader workers (``persistent_workers`` when > 0, seeded by ``seed_worker``).
@@ -116,7 +118,7 @@ class DetectionDataModule(L.LightningDataModule):
         test_split: str = "test",
         classes: list[str] | None = None,
         with_masks: bool = False,
-        augment: bool = True,
+        augment: bool | Literal["flip"] = True,
         crop_size: int | None = None,
         batch_size: int = 4,
         eval_batch_size: int | None = None,
@@ -127,6 +129,8 @@ class DetectionDataModule(L.LightningDataModule):
         shapes_sizes: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
+        if augment == "flip" and crop_size is not None:
+            raise ValueError('augment="flip" keeps image sizes; it cannot be combined with crop_size')
         self.save_hyperparameters()
         self.format = format
         self.roots = [Path(r) for r in ([root] if isinstance(root, str) else root)]
@@ -165,6 +169,8 @@ class DetectionDataModule(L.LightningDataModule):
             )
 
     def _transforms(self, stage: str) -> BoxMaskTransform | None:
+        if stage == "train" and self.augment == "flip":
+            return flip_transforms()
         if stage == "train" and self.augment:
             return train_transforms(crop_size=self.crop_size)
         return None  # evaluation: the model's transform resizes; metrics see the files as they are

@@ -207,6 +207,12 @@ def train_transforms(
     return box_mask_pipeline(ops, min_visibility=min_visibility, seed=seed)
 
 
+def flip_transforms(*, flip_probability: float = FLIP_PROBABILITY, seed: int | None = None) -> BoxMaskTransform:
+    """Horizontal flips only. Pixel-exact (no resampling, no colour change), so selective-search
+    proposals cached for an image serve its mirror image (``detection/proposals/cache.py``)."""
+    return box_mask_pipeline([A.HorizontalFlip(p=flip_probability)], seed=seed)
+
+
 def eval_transforms(*, image_size: int | None = None) -> BoxMaskTransform | None:
     """``None`` (the model resizes), or a deterministic letterbox to ``[image_size, image_size]``.
 

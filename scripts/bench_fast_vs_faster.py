@@ -67,8 +67,8 @@ def main() -> None:
             on_the_fly = FastRCNN(backbone=SmallCNN(width=16), proposal_mode=mode, cache_dir=None, **SHAPES_HEAD).eval()
             bundle: dict[str, Tensor] = {}
             for image in images:
-                pixels = image_to_uint8(image)
-                bundle[on_the_fly.proposals.key(pixels)] = on_the_fly.proposals.compute(pixels)
+                key, boxes = on_the_fly.proposals.entry(image_to_uint8(image))
+                bundle[key] = boxes
             path = Path(tmp) / f"{mode}.pt"
             torch.save(bundle, path)
             cached = FastRCNN(backbone=SmallCNN(width=16), proposal_mode=mode, precomputed_proposals=path, **SHAPES_HEAD)

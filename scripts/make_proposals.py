@@ -77,9 +77,8 @@ def main() -> None:
             computed, proposals, start = 0, 0, time.perf_counter()
             for index in tqdm(range(len(dataset)), desc=f"{Path(root).name}/{split}", unit="img", disable=args.no_progress):
                 pixels = image_to_uint8(dataset[index][0])
-                key = cache.key(pixels)
-                computed += cache.load(key) is None
-                boxes = cache.get_or_compute(pixels)
+                computed += cache.load(cache.key(pixels)) is None
+                key, boxes = cache.entry(pixels)
                 proposals += len(boxes)
                 if args.bundle is not None:
                     bundle[key] = boxes

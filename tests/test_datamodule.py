@@ -8,7 +8,7 @@ from datasets.collate import collate_detection, collate_segmentation
 from datasets.datamodule import DetectionDataModule, seed_worker
 from datasets.errors import DatasetError
 from datasets.palette import VOID_INDEX
-from datasets.transforms import train_transforms
+from datasets.transforms import flip_transforms, train_transforms
 
 
 def test_shapes_detection_batches(shapes_root):
@@ -141,3 +141,35 @@ def test_collate_segmentation_pads_images_with_zero_and_masks_with_void():
     assert (images[1, :, :, 10:] == 0).all() and (masks[1, :, 10:] == VOID_INDEX).all() and (masks[1, :, :10] == 1).all()
     with pytest.raises(KeyError, match="semantic"):
         collate_segmentation([(torch.ones(3, 4, 4), {"image_id": 1})])
+
+
+def test_flip_augmentation_is_pixel_exact():
+    """``augment="flip"``: every training item is the image or its exact mirror, boxes mirrored with it."""
+    original = _SameImage(None)[0]
+    flipped_image, flipped_boxes = original[0].flip(-1), torch.tensor([[80.0 - 40, 10, 80.0 - 10, 30]])
+    seen = set()
+    dataset = _SameImage(flip_transforms(seed=0))
+    for image, target in (dataset[i] for i in range(len(dataset))):
+        if torch.equal(image, original[0]):
+            assert torch.equal(target["boxes"], original[1]["boxes"])
+            seen.add("same")
+        else:
+            assert torch.equal(image, flipped_image) and torch.equal(target["boxes"], flipped_boxes)
+            seen.add("mirror")
+    assert seen == {"same", "mirror"}
+
+
+def test_datamodule_flip_mode(shapes_root):
+    flipping, plain = (
+        DetectionDataModule(format="shapes", root=str(shapes_root.root), augment=mode, num_workers=0).dataset("train")
+        for mode in ("flip", False)
+    )
+    mirrored = 0
+    for index in range(8):
+        (image, target), (same, same_target) = flipping[index], plain[index]
+        mirrored += not torch.equal(image, same)
+        assert torch.equal(image, same) or torch.equal(image, same.flip(-1))
+        assert len(target["boxes"]) == len(same_target["boxes"])  # a flip never drops a box
+    assert 0 < mirrored < 8
+    with pytest.raises(ValueError, match="crop_size"):
+        DetectionDataModule(format="shapes", root=str(shapes_root.root), augment="flip", crop_size=64)

@@ -11,7 +11,7 @@ from torchvision.ops import box_iou
 
 import detection.proposals.cache as cache_module
 from datasets.base import image_to_tensor
-from detection.proposals.cache import ProposalCache
+from detection.proposals.cache import ProposalCache, mirror_boxes
 from detection.proposals.selective_search import (
     image_to_uint8,
     install_command,
@@ -180,13 +180,51 @@ def test_precomputed_bundle_is_used_before_computing(tmp_path, monkeypatch):
     image = _synthetic_image()
     cache = ProposalCache(None, mode="fast")
     boxes = torch.tensor([[1.0, 2.0, 30.0, 40.0]])
-    torch.save({cache.key(image): boxes}, tmp_path / "bundle.pt")
+    key, mirrored = cache.canonical(image)
+    if mirrored:  # bundles hold the canonical orientation
+        boxes = mirror_boxes(boxes, width=image.shape[1])
+    torch.save({key: boxes}, tmp_path / "bundle.pt")
     monkeypatch.setattr(cache_module, "selective_search", _raise)
     bundled = ProposalCache(None, mode="fast", precomputed=tmp_path / "bundle.pt")
     got = bundled.get_or_compute(image)
+    if mirrored:
+        boxes = mirror_boxes(boxes, width=image.shape[1])
     assert torch.equal(got, boxes)
     got[0, 0] = 99.0  # callers get a copy
     assert torch.equal(bundled.get_or_compute(image), boxes)
     torch.save({"key": torch.zeros(2)}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="bad.pt"):
         ProposalCache(None, precomputed=tmp_path / "bad.pt").get_or_compute(image)
+
+
+def _red_box_search(image: np.ndarray, **settings) -> torch.Tensor:
+    """A stand-in for selective search that sees orientation: the box around the red pixels."""
+    ys, xs = np.nonzero((image[..., 0] > 200) & (image[..., 1] < 60))
+    return torch.tensor([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], dtype=torch.float32)
+
+
+def test_an_image_and_its_mirror_share_one_entry_and_get_mirrored_boxes(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(cache_module, "selective_search", lambda image, **kw: calls.append(1) or _red_box_search(image))
+    image = _synthetic_image()
+    flipped = np.ascontiguousarray(image[:, ::-1])
+    cache = ProposalCache(tmp_path, mode="fast")
+    assert cache.key(image) == cache.key(flipped)
+    assert cache.canonical(image)[1] != cache.canonical(flipped)[1]  # exactly one of them is the mirror
+    x1, y1, x2, y2 = RECTANGLE
+    width = image.shape[1]
+    assert cache.get_or_compute(image).tolist() == [[x1, y1, x2, y2]]
+    assert cache.get_or_compute(flipped).tolist() == [[width - x2, y1, width - x1, y2]]
+    assert len(calls) == 1  # the second orientation was a cache hit
+    assert len(list(tmp_path.rglob("*.pt"))) == 1
+    key, stored = cache.entry(flipped)  # the entry holds the canonical orientation
+    image_is_canonical = not cache.canonical(image)[1]
+    expected = [[x1, y1, x2, y2]] if image_is_canonical else [[width - x2, y1, width - x1, y2]]
+    assert key == cache.key(image) and stored.tolist() == expected
+
+
+def test_mirror_boxes_is_its_own_inverse():
+    boxes = torch.tensor([[0.0, 1.0, 10.0, 20.0], [30.5, 2.0, 64.0, 3.0]])
+    mirrored = mirror_boxes(boxes, width=64)
+    torch.testing.assert_close(mirrored, torch.tensor([[54.0, 1.0, 64.0, 20.0], [0.0, 2.0, 33.5, 3.0]]))
+    torch.testing.assert_close(mirror_boxes(mirrored, width=64), boxes)

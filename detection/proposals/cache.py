@@ -5,12 +5,18 @@ image, and its result depends only on the pixels and the settings, so it is comp
 
 - the key is ``sha1(version, mode, max_proposals, min_size, H, W, uint8 pixels)``: the same
   image under the same settings always finds its entry, whatever dataset or file it came from;
+- an image and its horizontal mirror share one entry: of the two orientations the one with
+  the smaller key is *canonical*, selective search runs on it, and the other orientation gets
+  the mirrored boxes (``x -> W - x``). Proposals therefore flip exactly with the image, so
+  flip-augmented training (``DetectionDataModule(augment="flip")``) hits the cache too, as
+  Fast R-CNN flips its precomputed proposals with the image;
 - each entry is one ``<root>/<key[:2]>/<key>.pt`` holding ``Tensor[R, 4]`` float32 xyxy,
   written to a temporary file and ``os.replace``-d into place (readers never see half a file);
 - entries load with ``torch.load(weights_only=True)``; an unreadable or malformed one is
   recomputed and overwritten, with a warning;
 - ``precomputed`` optionally names one ``.pt`` file holding ``dict[key, Tensor[R, 4]]`` (what
-  ``scripts/make_proposals.py --bundle`` writes), consulted before the directory.
+  ``scripts/make_proposals.py --bundle`` writes, canonical orientation), consulted before the
+  directory.
 
 ``root=None`` computes every time. A hit and a miss return the same tensor, so the cache is
 pure memoisation: callers see a function of the image alone.
@@ -36,7 +42,7 @@ from detection.proposals.selective_search import (
     selective_search,
 )
 
-CACHE_VERSION = 1  # bump when the proposal algorithm or the file format changes
+CACHE_VERSION = 2  # bump when the proposal algorithm or the file format changes (2: canonical orientation)
 
 
 def is_box_tensor(value: object) -> bool:
@@ -85,15 +91,24 @@ class ProposalCache:
                 f"min_size={self.min_size}, precomputed={self.precomputed_path})")
 
     # ----------------------------------------------------------------------------- keys
-    def key(self, image: np.ndarray) -> str:
+    def _digest(self, image: np.ndarray) -> str:
         """The hex sha1 of the settings, the shape and the pixels of ``image [H, W, 3]`` uint8."""
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
-            raise ValueError(f"expected an np.ndarray[H, W, 3] uint8 image, got {type(image).__name__} "
-                             f"{getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}")
         digest = hashlib.sha1(self._settings)
         digest.update(repr(image.shape).encode())
         digest.update(np.ascontiguousarray(image).tobytes())
         return digest.hexdigest()
+
+    def canonical(self, image: np.ndarray) -> tuple[str, bool]:
+        """``(key, mirrored)``: the entry's key and whether the canonical orientation is ``image``'s mirror."""
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
+            raise ValueError(f"expected an np.ndarray[H, W, 3] uint8 image, got {type(image).__name__} "
+                             f"{getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}")
+        own, mirror = self._digest(image), self._digest(image[:, ::-1])
+        return (mirror, True) if mirror < own else (own, False)
+
+    def key(self, image: np.ndarray) -> str:
+        """The key of ``image``'s entry (shared with its mirror image)."""
+        return self.canonical(image)[0]
 
     def path(self, key: str) -> Path:
         if self.root is None:
@@ -148,14 +163,31 @@ class ProposalCache:
             raise
         return path
 
-    def get_or_compute(self, image: np.ndarray) -> Tensor:
-        """The proposals of ``image [H, W, 3]`` uint8 RGB: ``Tensor[R, 4]`` float32 xyxy pixels."""
-        key = self.key(image)
+    def _stored(self, key: str, image: np.ndarray, mirrored: bool) -> Tensor:
+        """The entry ``key`` in the canonical orientation; computed (and saved) on a miss."""
         boxes = self.precomputed().get(key)
         if boxes is None:
             boxes = self.load(key)
         if boxes is None:
-            boxes = self.compute(image)
+            boxes = self.compute(np.ascontiguousarray(image[:, ::-1]) if mirrored else image)
             if self.root is not None:
                 self.save(key, boxes)
+        return boxes
+
+    def entry(self, image: np.ndarray) -> tuple[str, Tensor]:
+        """``(key, boxes)`` of ``image``'s entry, boxes in the canonical orientation (for bundles)."""
+        key, mirrored = self.canonical(image)
+        return key, self._stored(key, image, mirrored)
+
+    def get_or_compute(self, image: np.ndarray) -> Tensor:
+        """The proposals of ``image [H, W, 3]`` uint8 RGB: ``Tensor[R, 4]`` float32 xyxy pixels."""
+        key, mirrored = self.canonical(image)
+        boxes = self._stored(key, image, mirrored)
+        if mirrored:
+            return mirror_boxes(boxes, width=image.shape[1])
         return boxes.clone()  # callers may move or edit it; the bundle stays intact
+
+
+def mirror_boxes(boxes: Tensor, *, width: int) -> Tensor:
+    """Boxes ``[R, 4]`` xyxy of an image ``width`` pixels wide -> the same boxes in its horizontal mirror."""
+    return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
