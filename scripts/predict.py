@@ -16,68 +16,32 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from datasets.folder import ImageFolder  # noqa: E402
-from detection.checkpoint import DEFAULT_ALLOWED_PREFIXES, CheckpointError, load_detector  # noqa: E402
 from detection.inference import predict_folder  # noqa: E402
+from detection.predict_cli import BAD_INPUT, add_arguments, open_inputs, progress_bar  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, type=Path, help="a DetectionSystem checkpoint (.ckpt)")
-    parser.add_argument("--config", type=Path, help="YAML config to rebuild the model (default: from the checkpoint)")
-    parser.add_argument("--input", required=True, type=Path, help="image folder, searched recursively")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (must not be inside --input)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    add_arguments(parser, system="DetectionSystem", batch_size=8, draw_help="write drawn/ images")
     parser.add_argument("--score-threshold", type=float, default=0.05, help="drop detections scoring below this")
-    parser.add_argument("--draw", action=argparse.BooleanOptionalAction, default=True, help="write drawn/ images")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding images")
-    parser.add_argument("--classes", help="comma-separated class names, if the checkpoint has none")
-    parser.add_argument(
-        "--allow-class-prefix",
-        action="append",
-        default=[],
-        help="also accept model class_paths starting with this (repeatable); default: "
-        + ", ".join(DEFAULT_ALLOWED_PREFIXES),
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.batch_size < 1:
-        print(f"--batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
-        return 2
-    if not args.input.is_dir():
-        print(f"--input {args.input}: not a directory", file=sys.stderr)
-        return 2
     try:
-        detector = load_detector(
-            args.checkpoint,
-            config=args.config,
-            classes=args.classes.split(",") if args.classes else None,
-            allowed_prefixes=(*DEFAULT_ALLOWED_PREFIXES, *args.allow_class_prefix),
-        )
-    except CheckpointError as error:
+        detector, folder = open_inputs(args)
+    except BAD_INPUT as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-
-    def progress(batches, total):
-        return tqdm(batches, total=total, unit="batch", desc="predict", disable=args.no_progress)
-
     start = time.perf_counter()
     summary = predict_folder(
         detector.model,
         detector.classes,
-        ImageFolder(args.input),
+        folder,
         root=args.input,
         out_dir=args.out,
         batch_size=args.batch_size,
@@ -85,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         draw=args.draw,
         device=args.device,
         num_workers=args.num_workers,
-        progress=progress,
+        progress=progress_bar(args, "predict"),
     )
     seconds = time.perf_counter() - start
     rate = summary.processed / seconds if seconds > 0 else float("nan")

@@ -177,7 +177,6 @@ def test_out_inside_input_is_refused(checkpoint: Path, folder: Path) -> None:
         _predict(load_detector(checkpoint), folder, folder / "predictions")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("datasets.folder") is None, reason="datasets/folder.py not there yet")
 def test_predict_script_end_to_end(checkpoint: Path, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     spec = importlib.util.spec_from_file_location("detseg_predict_script", REPO / "scripts" / "predict.py")
     script = importlib.util.module_from_spec(spec)
@@ -189,6 +188,15 @@ def test_predict_script_end_to_end(checkpoint: Path, folder: Path, tmp_path: Pat
     assert len(json.loads((out / "predictions.json").read_text())) == 2
     assert script.main(argv) == 0
     assert "0 predicted now" in capsys.readouterr().out
+    # bad input: exit status 2 and one line naming what is wrong, nothing written
+    for bad, says in (
+        (["--input", str(tmp_path / "missing")], "missing: input folder does not exist"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--checkpoint", str(folder / "a_rgb.jpg")], "a_rgb.jpg: not loadable with weights_only=True"),
+    ):
+        assert script.main([*argv, *bad, "--out", str(tmp_path / "bad")]) == 2
+        assert says in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()
 
 
 def test_relative_input_path_gives_paths_relative_to_the_input(
