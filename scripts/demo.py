@@ -31,7 +31,6 @@ from detection.evaluation.results_io import coco_results, write_coco_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "faster_rcnn" / "shapes.yaml"
-FALLBACK_CONFIG = REPO / "configs" / "localization" / "shapes.yaml"
 PREDICT_IMAGES = 16
 PROTOCOLS = {"VOCEvaluator": "voc", "ClsLocEvaluator": "cls_loc", "COCOEvaluator": "coco"}
 
@@ -56,9 +55,11 @@ def _predict_split(checkpoint: Path, voc_root: Path, split: str, out: Path) -> P
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else FALLBACK_CONFIG)
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="a detection head's shapes config")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "demo")
     args = parser.parse_args()
+    # the steps run with the repository as working directory: paths given here are made absolute
+    args.config, args.out = args.config.resolve(), args.out.resolve()
     started = time.perf_counter()
     config = yaml.safe_load(args.config.read_text())
     data_args = config["data"]["init_args"]
@@ -74,7 +75,7 @@ def main() -> None:
     if report.errors:
         sys.exit("the generated dataset has errors; see above")
 
-    print(f"== 3. training {args.config.relative_to(REPO)}")
+    print(f"== 3. training {args.config}")
     run_dir = args.out / "train"
     shutil.rmtree(run_dir, ignore_errors=True)
     _run(["scripts/train.py", "fit", "--config", str(args.config), "--trainer.logger", "false",
