@@ -78,9 +78,9 @@ def _model_config(config: str) -> dict[str, Any]:
     return yaml.safe_load((REPO / config).read_text())["model"]["model"]
 
 
-def _faster_config_like(yolo_cfg: dict[str, Any], faster_config: str) -> dict[str, Any]:
-    """Faster R-CNN's model config with YOLO's backbone, tap and fixed input size swapped in."""
-    faster_cfg, shared = _model_config(faster_config), yolo_cfg["init_args"]
+def _faster_config_like(shared: dict[str, Any], faster_config: str) -> dict[str, Any]:
+    """Faster R-CNN's model config with YOLO's backbone, tap and fixed input size (``shared``) swapped in."""
+    faster_cfg = _model_config(faster_config)
     size = shared["image_size"]
     faster_cfg["init_args"].update(backbone=shared["backbone"], feature=shared["feature"], min_size=size, max_size=size)
     return faster_cfg
@@ -104,10 +104,9 @@ def speed(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     yolo_cfg = _model_config(args.config)
+    shared, size = yolo_cfg["init_args"], yolo_cfg["init_args"]["image_size"]
     yolo = build_model(yolo_cfg).eval()
-    frcnn = build_model(_faster_config_like(yolo_cfg, args.faster_config)).eval()
-    shared = yolo_cfg["init_args"]
-    size = shared["image_size"]
+    frcnn = build_model(_faster_config_like(shared, args.faster_config)).eval()
     images = [torch.rand(3, size, size) for _ in range(args.images)]
     print(f"backbone {shared['backbone']} tap {shared['feature']}, input {size} px, {args.images} images, "
           f"{args.threads} threads")

@@ -77,8 +77,9 @@ def main() -> None:
             computed, proposals, start = 0, 0, time.perf_counter()
             for index in tqdm(range(len(dataset)), desc=f"{Path(root).name}/{split}", unit="img", disable=args.no_progress):
                 pixels = image_to_uint8(dataset[index][0])
-                computed += cache.load(cache.key(pixels)) is None
-                key, boxes = cache.entry(pixels)
+                key = cache.key(pixels)
+                computed += cache.root is None or not cache.path(key).is_file()  # no second read of the entry
+                boxes = cache.entry(pixels)[1]
                 proposals += len(boxes)
                 if args.bundle is not None:
                     bundle[key] = boxes

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from torchvision.transforms.v2.functional import horizontal_flip_bounding_boxes
+from torchvision.tv_tensors import BoundingBoxFormat
 
 from detection.proposals.selective_search import (
     MAX_PROPOSALS,
@@ -189,5 +191,5 @@ class ProposalCache:
 
 
 def mirror_boxes(boxes: Tensor, *, width: int) -> Tensor:
-    """Boxes ``[R, 4]`` xyxy of an image ``width`` pixels wide -> the same boxes in its horizontal mirror."""
-    return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+    """Boxes ``[R, 4]`` xyxy of an image ``width`` pixels wide -> the same boxes in its horizontal mirror (a copy)."""
+    return horizontal_flip_bounding_boxes(boxes, format=BoundingBoxFormat.XYXY, canvas_size=(1, width))
