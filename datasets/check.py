@@ -1,18 +1,20 @@
 """Scan a whole VOC or COCO dataset and collect every problem, without stopping at the first.
 
-The checker reads every annotation and checks every image header (size and decodability
-under PIL's decompression-bomb guard) instead of decoding full images, so it is fast. It
-reuses the readers' own parsing and box checks, so it finds exactly what training would
-trip over (see ``docs/bad_input.md``).
+The checker reads every annotation and decodes every image with the readers' own parsing,
+box checks and decoder (``datasets.safe_io.decode_image``, under PIL's decompression-bomb
+guard), so whatever a reader would refuse it reports as an error first, and an image a reader
+loads with a warning (missing trailing bytes) is a warning here too (see ``docs/bad_input.md``).
+A COCO file's broken entries (unknown image or category ids, missing fields) are all listed,
+and the rest of the file is still checked.
 """
 
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets.coco import COCODetection
+from datasets.coco import COCODetection, index_coco, read_instances, structural_problems
 from datasets.errors import DatasetError, Problem
-from datasets.safe_io import image_size
+from datasets.safe_io import decode_image
 from datasets.voc import VOCDetection
 
 
@@ -20,6 +22,7 @@ from datasets.voc import VOCDetection
 class DatasetReport:
     name: str
     images: int = 0
+    classes: list[str] = field(default_factory=list)
     boxes_per_class: Counter = field(default_factory=Counter)
     empty_images: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
@@ -33,7 +36,8 @@ class DatasetReport:
         return [p for p in self.problems if p.severity == "warning"]
 
     def summary(self) -> str:
-        lines = [f"dataset: {self.name}", f"images: {self.images}", "boxes per class:"]
+        lines = [f"dataset: {self.name}", f"images: {self.images}", f"classes (labels 1..{len(self.classes)}): {self.classes}"]
+        lines.append("boxes per class:")
         width = max((len(c) for c in self.boxes_per_class), default=0)
         lines += [f"  {name:<{width}}  {count}" for name, count in sorted(self.boxes_per_class.items())]
         lines.append(f"images without boxes: {len(self.empty_images)}")
@@ -46,17 +50,19 @@ class DatasetReport:
 
 
 def _check_image(path: Path, expected: tuple[int, int]) -> list[Problem]:
+    """Decode the whole image as a reader would: its refusal is an error, its warnings stay warnings."""
     try:
-        size = image_size(path)
+        image, problems = decode_image(path)
     except DatasetError as error:
         return [Problem(error.path, error.problem)]
+    size = tuple(image.shape[:2])
     if size != tuple(expected):
-        return [Problem(str(path), f"annotation says (H, W) = {tuple(expected)} but the image is {size}")]
-    return []
+        problems.append(Problem(str(path), f"annotation says (H, W) = {tuple(expected)} but the image is {size}"))
+    return problems
 
 
 def _check(dataset: VOCDetection | COCODetection, name: str) -> DatasetReport:
-    report = DatasetReport(name=name)
+    report = DatasetReport(name=name, classes=list(dataset.classes))
     for index in range(len(dataset)):
         report.images += 1
         try:
@@ -75,7 +81,8 @@ def _check(dataset: VOCDetection | COCODetection, name: str) -> DatasetReport:
     return report
 
 
-def check_voc(root: str | Path, split: str, classes: list[str]) -> DatasetReport:
+def check_voc(root: str | Path, split: str, classes: list[str] | None = None) -> DatasetReport:
+    """``classes=None``: ``datasets.voc.default_voc_classes`` (VOC's 20 for a VOC year dir, else the split's names)."""
     try:
         dataset = VOCDetection(root, split, classes=classes)
     except DatasetError as error:
@@ -84,8 +91,11 @@ def check_voc(root: str | Path, split: str, classes: list[str]) -> DatasetReport
 
 
 def check_coco(ann_file: str | Path, image_root: str | Path) -> DatasetReport:
+    name = f"COCO {ann_file}"
     try:
-        dataset = COCODetection(image_root, ann_file)
+        data, structural = structural_problems(read_instances(ann_file), ann_file)
     except DatasetError as error:
-        return DatasetReport(name=f"COCO {ann_file}", problems=[Problem(error.path, error.problem)])
-    return _check(dataset, f"COCO {ann_file}")
+        return DatasetReport(name=name, problems=[Problem(error.path, error.problem)])
+    report = _check(COCODetection(image_root, ann_file, coco=index_coco(data)), name)
+    report.problems[:0] = structural
+    return report

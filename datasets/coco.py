@@ -22,14 +22,14 @@ from datasets.base import DetectionDataset, Target, Transforms
 from datasets.boxes import xywh_to_xyxy
 from datasets.errors import DatasetError, Problem
 from datasets.palette import VOID_INDEX
-from datasets.safe_io import read_image, resolve_inside
+from datasets.safe_io import decode_image, resolve_inside
 from datasets.validation import check_boxes
 
 REQUIRED_KEYS = ("images", "annotations", "categories")
 
 
-def load_coco(ann_file: str | Path) -> COCO:
-    """Parse an instances JSON into a pycocotools ``COCO``; malformed files raise ``DatasetError``."""
+def read_instances(ann_file: str | Path) -> dict:
+    """The parsed JSON of a COCO instances file; unreadable or not COCO-shaped: ``DatasetError``."""
     ann_file = Path(ann_file)
     try:
         data = json.loads(ann_file.read_text())
@@ -37,22 +37,64 @@ def load_coco(ann_file: str | Path) -> COCO:
         raise DatasetError(ann_file, "annotation file is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DatasetError(ann_file, f"malformed JSON ({error})") from None
-    if not isinstance(data, dict) or any(key not in data for key in REQUIRED_KEYS):
-        raise DatasetError(ann_file, f"not a COCO instances file: needs top-level keys {list(REQUIRED_KEYS)}")
-    known_images = {image.get("id") for image in data["images"]}
-    known_categories = {c.get("id") for c in data["categories"]}
+    if not isinstance(data, dict) or any(not isinstance(data.get(key), list) for key in REQUIRED_KEYS):
+        raise DatasetError(ann_file, f"not a COCO instances file: needs top-level lists {list(REQUIRED_KEYS)}")
+    return data
+
+
+def structural_problems(data: dict, ann_file: str | Path) -> tuple[dict, list[Problem]]:
+    """``(data without the broken entries, one error Problem per broken entry)``: every one is listed.
+
+    Broken: an image without ``id``/``file_name``/``width``/``height``, a category without
+    ``id``/``name``, an annotation naming an unknown image or category id or lacking a 4-number bbox.
+    """
+    where = str(ann_file)
+    problems: list[Problem] = []
+
+    def complete(entry: object, keys: tuple[str, ...], kind: str) -> bool:
+        missing = [k for k in keys if not isinstance(entry, dict) or k not in entry]
+        if missing:
+            ident = entry.get("id") if isinstance(entry, dict) else entry
+            problems.append(Problem(where, f"{kind} {ident!r:.80} lacks {missing}"))
+        return not missing
+
+    images = [i for i in data["images"] if complete(i, ("id", "file_name", "width", "height"), "image")]
+    categories = [c for c in data["categories"] if complete(c, ("id", "name"), "category")]
+    known_images, known_categories = {i["id"] for i in images}, {c["id"] for c in categories}
+    annotations = []
     for ann in data["annotations"]:
-        if ann.get("image_id") not in known_images:
-            raise DatasetError(ann_file, f"annotation {ann.get('id')} refers to unknown image id {ann.get('image_id')}")
-        if ann.get("category_id") not in known_categories:
-            raise DatasetError(ann_file, f"annotation {ann.get('id')} has unknown category id {ann.get('category_id')}")
-        if len(ann.get("bbox", ())) != 4:
-            raise DatasetError(ann_file, f"annotation {ann.get('id')} has no 4-number bbox")
+        if not complete(ann, ("image_id", "category_id"), "annotation"):
+            continue
+        found = []
+        if ann["image_id"] not in known_images:
+            found.append(f"annotation {ann.get('id')} refers to unknown image id {ann['image_id']}")
+        if ann["category_id"] not in known_categories:
+            found.append(f"annotation {ann.get('id')} has unknown category id {ann['category_id']}")
+        bbox = ann.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox):
+            found.append(f"annotation {ann.get('id')} has no 4-number bbox")
+        problems += [Problem(where, message) for message in found]
+        if not found:
+            annotations.append(ann)
+    return {**data, "images": images, "categories": categories, "annotations": annotations}, problems
+
+
+def index_coco(data: dict) -> COCO:
+    """A pycocotools ``COCO`` over already-checked ``data``."""
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
+
+
+def load_coco(ann_file: str | Path) -> COCO:
+    """Parse and check an instances JSON; any broken entry raises ``DatasetError`` (the checker lists them all)."""
+    data, problems = structural_problems(read_instances(ann_file), ann_file)
+    if problems:
+        more = f" (and {len(problems) - 1} more: run scripts/check_dataset.py)" if len(problems) > 1 else ""
+        raise DatasetError(ann_file, problems[0].message + more)
+    return index_coco(data)
 
 
 class COCODetection(DetectionDataset):
@@ -67,11 +109,12 @@ class COCODetection(DetectionDataset):
         with_masks: bool = False,
         with_semantic: bool = False,
         filter_empty: bool = False,
+        coco: COCO | None = None,
     ) -> None:
         super().__init__(transforms)
         self.image_root = Path(image_root)
         self.ann_file = Path(ann_file)
-        self.coco = load_coco(ann_file)
+        self.coco = coco if coco is not None else load_coco(ann_file)  # `coco`: already read from ann_file
         self.with_masks = with_masks
         self.with_semantic = with_semantic
         category_ids = sorted(self.coco.getCatIds())
@@ -114,11 +157,11 @@ class COCODetection(DetectionDataset):
 
     def load(self, index: int) -> tuple[np.ndarray, Target]:
         target, kept, problems = self.load_annotation(index)
-        for problem in problems:
-            warnings.warn(str(problem), stacklevel=2)
-        self.problems.extend(problems)
         path = self.image_path(index)
-        image = read_image(path)
+        image, decode_problems = decode_image(path)
+        for problem in problems + decode_problems:
+            warnings.warn(str(problem), stacklevel=2)
+        self.problems.extend(problems + decode_problems)
         if image.shape[:2] != target["orig_size"]:
             raise DatasetError(path, f"annotation says {target['orig_size']} but the image is {image.shape[:2]}")
         if self.with_masks or self.with_semantic:

@@ -8,11 +8,10 @@
 | `voc`    | a VOC year dir (``VOCdevkit/VOC2007``), or a list of them: training concatenates all (VOC07+12), val/test read the first | ``ImageSets/Main/<split>.txt`` |
 | `coco`   | ``data/coco`` with ``annotations/instances_<split>.json`` and ``<split>/`` images | e.g. ``train2017`` / ``val2017`` |
 
-``task="detection"`` yields ``(list[Tensor[3, H, W]], list[target])`` batches
-(``collate_detection``); ``task="semantic"`` reads semantic masks (``VOCSegmentation`` for
-VOC and shapes, COCO instances painted into a class map) and yields
-``SegmentationBatch(images [N, 3, H, W], masks [N, H, W], image_ids)`` (``collate_segmentation``,
-which pads to the largest image; ``crop_size`` makes training batches a fixed square).
+Every task yields ``(list[Tensor[3, H, W]], list[target])`` batches (``collate_detection``);
+``task="semantic"`` reads semantic masks into ``target["semantic"]`` (``VOCSegmentation`` for
+VOC and shapes, COCO instances painted into a class map; ``crop_size`` makes training images a
+fixed square).
 
 Augmentation: the training split gets ``train_transforms`` (flip, scale jitter + crop, colour
 jitter), ``flip_transforms`` with ``augment="flip"`` (Fast R-CNN's cached proposals follow
@@ -35,14 +34,14 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, get_worker_info
 
-from datasets.base import DetectionDataset
+from datasets.base import BadImageLog, DetectionDataset
 from datasets.coco import COCODetection
-from datasets.collate import collate_detection, collate_segmentation
+from datasets.collate import collate_detection
 from datasets.errors import DatasetError
 from datasets.shapes import SHAPE_CLASSES
 from datasets.shapes_writer import write_shapes
 from datasets.transforms import BoxMaskTransform, flip_transforms, train_transforms
-from datasets.voc import VOC_CLASSES, VOCDetection, VOCSegmentation
+from datasets.voc import VOC_CLASSES, VOCDetection, VOCSegmentation, default_voc_classes
 
 
 SEED_MODULUS = 2**32  # numpy seeds are 32-bit
@@ -92,8 +91,10 @@ class DetectionDataModule(L.LightningDataModule):
             ``VOCSegmentation`` for ``voc``/``shapes``, COCO instances painted into a class map).
         train_split, val_split, test_split: split names (VOC ``ImageSets`` files, COCO
             ``instances_<split>.json`` + ``<split>/``).
-        classes: foreground class names; default VOC's 20, the four shapes, or COCO's categories
-            (for COCO a given list must equal the annotation file's categories in id order).
+        classes: foreground class names. Left out, they come from the data: COCO's categories in
+            id order (a given list must equal them), the four shapes, VOC's 20 for VOC year
+            directories (``VOC2007``...) and for ``task="semantic"``, else the sorted unique
+            ``<name>``s of the training split's annotations (``datasets.voc.default_voc_classes``).
         with_masks: detection targets also carry ``masks [K, H, W]`` (and ``semantic``).
         augment: the training split's augmentation: ``True`` ``train_transforms``, ``"flip"``
             horizontal flips only (``flip_transforms``), ``False`` none.
@@ -103,6 +104,11 @@ class DetectionDataModule(L.LightningDataModule):
         filter_empty: COCO training drops images without non-crowd objects.
         shapes_image_size, shapes_single_object, shapes_sizes: how ``write_shapes`` generates a
             missing shapes root (``shapes_sizes`` images per split; default ``write_shapes``'s).
+        max_bad_fraction: training skips unreadable images (``datasets.base.BadImageLog``) and
+            fails once more than this fraction of a reader's images were unreadable; evaluation
+            splits never skip (dropping an image would drop its ground truth): they raise.
+        bad_images_file: where skipped training images are listed (default
+            ``<trainer.log_dir>/bad_images.txt``, the run directory).
 
     After ``setup``: ``classes`` (foreground names) and ``num_classes`` (their count, ``C``).
     """
@@ -127,6 +133,8 @@ class DetectionDataModule(L.LightningDataModule):
         shapes_image_size: int = 128,
         shapes_single_object: bool = False,
         shapes_sizes: dict[str, int] | None = None,
+        max_bad_fraction: float = 0.01,
+        bad_images_file: str | None = None,
     ) -> None:
         super().__init__()
         if augment == "flip" and crop_size is not None:
@@ -146,15 +154,25 @@ class DetectionDataModule(L.LightningDataModule):
         self.shapes_image_size = shapes_image_size
         self.shapes_single_object = shapes_single_object
         self.shapes_sizes = shapes_sizes
-        default = {"shapes": list(SHAPE_CLASSES), "voc": list(VOC_CLASSES), "coco": None}[format]
-        self._classes = classes or default
+        self.max_bad_fraction = max_bad_fraction
+        self.bad_images_file = bad_images_file
+        self._classes = list(classes) if classes else (list(SHAPE_CLASSES) if format == "shapes" else None)
         self.datasets: dict[str, Dataset] = {}
 
     @property
     def classes(self) -> list[str]:
-        if self._classes is None:  # COCO: known once the annotation file is read
+        if self._classes is None and self.format == "coco":  # known once the annotation file is read
             self.setup("fit")
+        if self._classes is None:
+            self._classes = self._voc_classes()
         return list(self._classes)
+
+    def _voc_classes(self) -> list[str]:
+        """VOC's 20 (year directories, semantic masks), else the training split's annotated names."""
+        if self.task == "semantic":
+            return list(VOC_CLASSES)
+        per_root = [default_voc_classes(root, self.splits["train"]) for root in self.roots]
+        return per_root[0] if all(c == per_root[0] for c in per_root) else sorted(set().union(*per_root))
 
     @property
     def num_classes(self) -> int:
@@ -192,8 +210,8 @@ class DetectionDataModule(L.LightningDataModule):
             return dataset
         voc_root = root / "VOC" if self.format == "shapes" else root
         if semantic:
-            return VOCSegmentation(voc_root, split, classes=self._classes, transforms=transforms)
-        return VOCDetection(voc_root, split, classes=self._classes, transforms=transforms, with_masks=self.with_masks)
+            return VOCSegmentation(voc_root, split, classes=self.classes, transforms=transforms)
+        return VOCDetection(voc_root, split, classes=self.classes, transforms=transforms, with_masks=self.with_masks)
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare_data()
@@ -211,7 +229,20 @@ class DetectionDataModule(L.LightningDataModule):
             self.setup("fit" if stage == "train" else stage)
         return self.datasets[stage]
 
+    def _skip_bad_training_images(self) -> None:
+        """Training readers skip unreadable images into one list (see ``max_bad_fraction``)."""
+        path = Path(self.bad_images_file) if self.bad_images_file else None
+        if path is None:
+            trainer = getattr(self, "trainer", None)
+            path = Path((trainer.log_dir if trainer is not None else None) or ".") / "bad_images.txt"
+        log = BadImageLog(path, max_fraction=self.max_bad_fraction)
+        for reader in leaf_datasets(self.dataset("train")):
+            if isinstance(reader, DetectionDataset):
+                reader.bad_images = log
+
     def _loader(self, stage: str) -> DataLoader:
+        if stage == "train":
+            self._skip_bad_training_images()
         return DataLoader(
             self.dataset(stage),
             batch_size=self.batch_size if stage == "train" else self.eval_batch_size,
@@ -219,7 +250,7 @@ class DetectionDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             worker_init_fn=seed_worker,
-            collate_fn=collate_segmentation if self.task == "semantic" else collate_detection,
+            collate_fn=collate_detection,
         )
 
     def train_dataloader(self) -> DataLoader:

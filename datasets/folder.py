@@ -1,9 +1,9 @@
 """A folder of images for batch inference.
 
 Files are found recursively (common image extensions, case-insensitive) and sorted by
-relative path. Each item is an :class:`ImageRecord`: the decoded image (EXIF orientation
-applied; grayscale, RGBA, palette and 16-bit converted to RGB) with its original path and
-size, or, for a file that cannot be read, ``image=None`` and the reason in ``error``. Batch
+relative path; image ids number them from 1 in that order. Each item is an
+:class:`ImageRecord`: the decoded image (EXIF orientation applied; grayscale, RGBA, palette and
+16-bit converted to RGB) with its original path, size and image id, or, for a file that cannot be read, ``image=None`` and the reason in ``error``. Batch
 inference skips such records and lists them in its errors file; it never stops on them.
 """
 
@@ -25,6 +25,7 @@ class ImageRecord:
     path: str
     orig_size: tuple[int, int] | None  # (H, W)
     error: str | None = None
+    image_id: int = 0
 
 
 class ImageFolder(torch.utils.data.Dataset):
@@ -38,6 +39,10 @@ class ImageFolder(torch.utils.data.Dataset):
             key=lambda p: p.relative_to(self.root).as_posix(),
         )
 
+    @property
+    def image_ids(self) -> list[int]:
+        return list(range(1, len(self.paths) + 1))
+
     def __len__(self) -> int:
         return len(self.paths)
 
@@ -46,5 +51,5 @@ class ImageFolder(torch.utils.data.Dataset):
         try:
             image = read_image(path)
         except DatasetError as error:
-            return ImageRecord(image=None, path=str(path), orig_size=None, error=error.problem)
-        return ImageRecord(image=image_to_tensor(image), path=str(path), orig_size=image.shape[:2])
+            return ImageRecord(image=None, path=str(path), orig_size=None, error=error.problem, image_id=index + 1)
+        return ImageRecord(image=image_to_tensor(image), path=str(path), orig_size=image.shape[:2], image_id=index + 1)

@@ -11,8 +11,13 @@ Boxes are converted from VOC's 1-based inclusive pixels by ``datasets.boxes.voc_
 (float coordinates accepted). ``difficult`` is kept per box (a missing element means 0).
 ``image_id`` is the image's index in the split file. With ``with_masks=True`` instance ``i``
 of ``SegmentationObject`` is the ``i``-th object of the annotation, as in the devkit.
+
+Class names (``classes=None``, see :func:`default_voc_classes`): a VOC year directory
+(``VOC2007``, ``VOC2012``) gets VOC's 20 in the devkit's order; any other root gets the sorted
+unique ``<name>``s of its split's annotation files, so one's own dataset needs no class list.
 """
 
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +29,7 @@ from datasets.base import DetectionDataset, Target, Transforms
 from datasets.boxes import voc_to_xyxy
 from datasets.errors import DatasetError, Problem
 from datasets.palette import VOID_INDEX
-from datasets.safe_io import parse_xml, read_image, read_index_png, resolve_inside
+from datasets.safe_io import decode_image, parse_xml, read_image, read_index_png, resolve_inside
 from datasets.validation import check_boxes
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -32,6 +37,7 @@ VOC_CLASSES: tuple[str, ...] = (
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )
 BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
+VOC_YEAR_DIR = re.compile(r"VOC\d{4}")  # VOCdevkit/VOC2007, VOC2012: the 20 classes in devkit order
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,28 @@ def parse_annotation(path: Path) -> VOCAnnotation:
     )
 
 
+def annotated_class_names(root: str | Path, split: str) -> list[str]:
+    """Sorted unique object ``<name>``s over ``split``'s annotation files (unparsable files are skipped:
+    the reader and the checker report them)."""
+    root = Path(root)
+    names: set[str] = set()
+    for image_id in read_split(root, "Main", split):
+        try:
+            names.update(parse_annotation(resolve_inside(root, Path("Annotations") / f"{image_id}.xml")).names)
+        except DatasetError:
+            continue
+    if not names:
+        raise DatasetError(root / "ImageSets" / "Main" / f"{split}.txt", "no object names in this split's annotations: give classes=")
+    return sorted(names)
+
+
+def default_voc_classes(root: str | Path, split: str) -> list[str]:
+    """VOC's 20 classes for a VOC year directory, else :func:`annotated_class_names` of ``split``."""
+    if VOC_YEAR_DIR.fullmatch(Path(root).resolve().name):
+        return list(VOC_CLASSES)
+    return annotated_class_names(root, split)
+
+
 def _labels(path: Path, names: list[str], classes: Sequence[str]) -> np.ndarray:
     index = {name: i + 1 for i, name in enumerate(classes)}
     unknown = sorted({n for n in names if n not in index})
@@ -105,14 +133,14 @@ class VOCDetection(DetectionDataset):
         root: str | Path,
         split: str = "trainval",
         *,
-        classes: Sequence[str] = VOC_CLASSES,
+        classes: Sequence[str] | None = None,
         transforms: Transforms | None = None,
         with_masks: bool = False,
     ) -> None:
         super().__init__(transforms)
         self.root = Path(root)
         self.split = split
-        self.classes = list(classes)
+        self.classes = list(classes) if classes is not None else default_voc_classes(self.root, split)
         self.with_masks = with_masks
         self.ids = read_split(self.root, "Main", split)
         self.problems: list[Problem] = []
@@ -150,8 +178,10 @@ class VOCDetection(DetectionDataset):
         keep = target.pop("_keep")
         for problem in problems:
             warnings.warn(str(problem), stacklevel=2)
-        self.problems.extend(problems)
-        image = read_image(self.image_path(index))
+        image, decode_problems = decode_image(self.image_path(index))
+        for problem in decode_problems:
+            warnings.warn(str(problem), stacklevel=2)
+        self.problems.extend(problems + decode_problems)
         if image.shape[:2] != target["orig_size"]:
             raise DatasetError(
                 self.annotation_path(index), f"<size> says {target['orig_size']} but the image is {image.shape[:2]}"
@@ -184,9 +214,12 @@ class VOCSegmentation(DetectionDataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    def image_path(self, index: int) -> Path:
+        return resolve_inside(self.root, Path("JPEGImages") / f"{self.ids[index]}.jpg")
+
     def load(self, index: int) -> tuple[np.ndarray, Target]:
         name = self.ids[index]
-        image_path = resolve_inside(self.root, Path("JPEGImages") / f"{name}.jpg")
+        image_path = self.image_path(index)
         mask_path = resolve_inside(self.root, Path("SegmentationClass") / f"{name}.png")
         image = read_image(image_path)
         semantic = read_index_png(mask_path)

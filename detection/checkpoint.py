@@ -43,6 +43,7 @@ class LoadedDetector:
     model: nn.Module  # in eval mode
     classes: list[str]  # foreground names, classes[label - 1]
     model_config: dict[str, Any]  # the class_path / init_args it was built from
+    evaluator: str | None = None  # class name of the evaluator it was trained with (e.g. "VOCEvaluator")
 
 
 def _find_config(checkpoint: Path) -> Path | None:
@@ -145,7 +146,11 @@ def load_detector(
     allowed_prefixes: Sequence[str] = DEFAULT_ALLOWED_PREFIXES,
     map_location: str | torch.device = "cpu",
 ) -> LoadedDetector:
-    """Load ``DetectionSystem`` checkpoint -> model in eval mode + class names (see module doc)."""
+    """Load ``DetectionSystem`` checkpoint -> model in eval mode + class names (see module doc).
+
+    The class names are the ones stored with the model; ``classes`` serves only a checkpoint
+    that stores none.
+    """
     checkpoint = Path(checkpoint)
     ckpt = _read_checkpoint(checkpoint, map_location=map_location)
     hparams = ckpt.get("hyper_parameters") or {}
@@ -163,7 +168,7 @@ def load_detector(
             f"{checkpoint}: no model config in the checkpoint and no {CONFIG_NAME} beside it; pass --config"
         )
 
-    names = classes or ckpt.get("detseg_classes") or hparams.get("classes") or config_classes
+    names = ckpt.get("detseg_classes") or hparams.get("classes") or config_classes or classes
     if not names:
         raise CheckpointError(f"{checkpoint}: no class names stored; pass them explicitly (--classes a,b,c)")
 
@@ -179,4 +184,6 @@ def load_detector(
         raise CheckpointError(
             f"{checkpoint}: model has num_classes={num_classes} but {len(names)} class names {list(names)}"
         )
-    return LoadedDetector(model=model.eval(), classes=list(names), model_config=model_config)
+    evaluator = hparams.get("evaluator")
+    evaluator_name = str(evaluator["class_path"]).rsplit(".", 1)[-1] if isinstance(evaluator, dict) and "class_path" in evaluator else None
+    return LoadedDetector(model=model.eval(), classes=list(names), model_config=model_config, evaluator=evaluator_name)

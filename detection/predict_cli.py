@@ -1,8 +1,8 @@
-"""Command-line pieces shared by ``scripts/predict.py`` and ``scripts/predict_segmentation.py``.
+"""Command-line pieces shared by ``scripts/predict.py`` and ``scripts/evaluate.py --checkpoint``.
 
-Both scripts take a checkpoint and an image folder, load the model without unpickling
-anything (``detection.checkpoint.load_detector``), list the folder (``datasets.folder``),
-show a progress bar and exit with status 2 and one ``error: ...`` line on bad input.
+Both load a checkpoint without unpickling anything (``detection.checkpoint.load_detector``),
+run the one batch-inference path (``detection.inference.batch_predict``) with the same run
+options and progress bar, and exit with status 2 and one ``error: ...`` line on bad input.
 """
 
 import argparse
@@ -13,45 +13,46 @@ import torch
 from tqdm import tqdm
 
 from datasets.errors import DatasetError
-from datasets.folder import ImageFolder
 from detection.checkpoint import DEFAULT_ALLOWED_PREFIXES, CheckpointError, LoadedDetector, load_detector
 
-BAD_INPUT = (CheckpointError, DatasetError, ValueError)  # reported as "error: ..." with exit status 2
+BAD_INPUT = (CheckpointError, DatasetError, ValueError, FileNotFoundError)  # reported as "error: ..." with exit status 2
 
 
-def add_arguments(parser: argparse.ArgumentParser, *, system: str, batch_size: int, draw_help: str) -> None:
-    """The arguments both scripts share; ``system`` names the LightningModule that wrote the checkpoint."""
-    parser.add_argument("--checkpoint", required=True, type=Path, help=f"a {system} checkpoint (.ckpt)")
+def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """``--checkpoint`` and how to rebuild its model."""
+    parser.add_argument("--checkpoint", required=required, type=Path, help="a checkpoint written by scripts/train.py (.ckpt)")
     parser.add_argument("--config", type=Path, help="YAML config to rebuild the model (default: from the checkpoint)")
-    parser.add_argument("--input", required=True, type=Path, help="image folder, searched recursively")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (must not be inside --input)")
-    parser.add_argument("--batch-size", type=int, default=batch_size)
-    parser.add_argument("--draw", action=argparse.BooleanOptionalAction, default=True, help=draw_help)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding images")
-    parser.add_argument("--classes", help="comma-separated foreground class names, if the checkpoint has none")
     parser.add_argument(
         "--allow-class-prefix",
         action="append",
         default=[],
-        help="also accept model class_paths starting with this (repeatable); default: "
-        + ", ".join(DEFAULT_ALLOWED_PREFIXES),
+        help="also accept model class_paths starting with this (repeatable); default: " + ", ".join(DEFAULT_ALLOWED_PREFIXES),
     )
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, batch_size: int) -> None:
+    """How inference runs: batch size (images decoded together), device, loader workers, progress bar."""
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="images per loader batch (the model sees one at a time)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding images")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def open_inputs(args: argparse.Namespace) -> tuple[LoadedDetector, ImageFolder]:
-    """The loaded model and the listed folder; raises one of ``BAD_INPUT`` saying what is wrong."""
+def load_model(args: argparse.Namespace) -> LoadedDetector:
+    """The checkpoint's model in eval mode; raises one of ``BAD_INPUT`` saying what is wrong."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    folder = ImageFolder(args.input)
-    loaded = load_detector(
+    return load_detector(
         args.checkpoint,
         config=args.config,
-        classes=args.classes.split(",") if args.classes else None,
+        classes=getattr(args, "classes", None),
         allowed_prefixes=(*DEFAULT_ALLOWED_PREFIXES, *args.allow_class_prefix),
     )
-    return loaded, folder
+
+
+def model_task(model: torch.nn.Module) -> str:
+    """``"semantic"`` for a head that predicts class maps (its ``task`` attribute), else ``"detection"``."""
+    return getattr(model, "task", "detection")
 
 
 def progress_bar(args: argparse.Namespace, desc: str) -> Callable[[Iterable, int], Iterable]:

@@ -1,10 +1,12 @@
-"""The detection LightningModule: a thin system around any model honouring the detector contract.
+"""The LightningModule of every head: a thin system around any model honouring the contract.
 
 The model decides what it returns from its own ``train()`` / ``eval()`` mode (which Lightning
-switches): a ``dict[str, Tensor]`` of ``loss_*`` terms in training, a ``list[dict]`` of
-``boxes [K, 4]`` xyxy pixels, ``labels [K]``, ``scores [K]`` in eval. The system sums and logs the
-loss terms, feeds the injected evaluator during validation and test, and owns the optimizer and
-the LR schedule (both plain, typed config values).
+switches): a ``dict[str, Tensor]`` of ``loss_*`` terms in training, a ``list[dict]`` per image in
+eval (``boxes [K, 4]`` xyxy pixels, ``labels [K]``, ``scores [K]``, ``masks [K, H, W]`` for instance
+heads, ``semantic [H, W]`` for semantic heads; ``docs/ARCHITECTURE.md``). The system sums and logs
+the loss terms, feeds the injected evaluator during validation and test through the one inference
+path (``detection.predictor``: one forward pass per image, so the numbers do not depend on the
+eval batch size or the number of processes), and owns the optimizer and the LR schedule.
 
 Batches are ``(images: list[Tensor[3, H, W]], targets: list[dict])`` (``datasets/collate.py``);
 ``N = len(images)`` is passed to every ``self.log`` as ``batch_size`` because Lightning would
@@ -19,6 +21,7 @@ import lightning as L
 from torch import Tensor, nn
 
 from detection.checkpoint import init_from_checkpoint
+from detection.predictor import predict_images
 from detection.optim import check_finite, configure_optimization
 
 
@@ -40,7 +43,7 @@ Batch = tuple[list[Tensor], list[dict[str, Any]]]
 
 
 class DetectionSystem(L.LightningModule):
-    """Train / validate / test any detector honouring the contract.
+    """Train / validate / test any model honouring the contract (detectors, FCN, ...).
 
     Args:
         model: the detector (``nn.Module``).
@@ -118,8 +121,10 @@ class DetectionSystem(L.LightningModule):
     def forward(self, images: list[Tensor], targets: list[dict] | None = None) -> Any:
         return self.model(images, targets)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
         images, targets = batch
+        if not images:  # every image of the batch was unreadable and skipped (datasets.base.BadImageLog)
+            return None  # Lightning skips the optimizer step
         loss_dict: dict[str, Tensor] = self.model(images, targets)
         if not isinstance(loss_dict, dict) or not loss_dict:
             raise TypeError(f"in train mode the model must return a non-empty dict of loss terms, got {loss_dict!r:.200}")
@@ -140,9 +145,7 @@ class DetectionSystem(L.LightningModule):
 
     def _eval_step(self, batch: Batch) -> None:
         images, targets = batch
-        preds = self.model(images)
-        detached = [{k: v.detach() if isinstance(v, Tensor) else v for k, v in p.items()} for p in preds]
-        self._require_evaluator().update(detached, targets)
+        self._require_evaluator().update(predict_images(self.model, images), targets)
 
     def _log_metrics(self, prefix: str) -> dict[str, float]:
         metrics = self._require_evaluator().compute()

@@ -20,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import train_segmentation  # noqa: E402
+import train  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fcn" / "shapes.yaml"
 VARIANTS = ("32s", "16s", "8s")
@@ -38,7 +38,7 @@ def train_and_test(variant: str, args: argparse.Namespace, init_from: str | None
     if init_from:
         overrides += ["--model.init_from", init_from]
     start = time.perf_counter()
-    cli = train_segmentation.main(["fit", "--config", str(CONFIG), "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", *overrides])
+    cli = train.main(["fit", "--config", str(CONFIG), "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", *overrides])
     seconds = time.perf_counter() - start
     best = cli.trainer.checkpoint_callback.best_model_path
     metrics = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False)[0]

@@ -3,7 +3,7 @@
 1. generate the shapes dataset (skipped when it is already there);
 2. check it with the dataset checker and print the summary;
 3. train the configured head through ``scripts/train.py fit``;
-4. score the best checkpoint on the test split and write the report (``scripts/evaluate.py``);
+4. score the best checkpoint on the test split and write the report (``scripts/evaluate.py --checkpoint``);
 5. batch-predict a folder of images (``scripts/predict.py``);
 6. print where the report and the predictions are.
 
@@ -18,21 +18,15 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 import yaml
 
 from datasets.check import check_voc
 from datasets.shapes import SHAPE_CLASSES
 from datasets.shapes_writer import write_shapes
-from datasets.voc import VOCDetection
-from detection.checkpoint import load_detector
-from detection.evaluation.records import make_records
-from detection.evaluation.results_io import coco_results, write_coco_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "faster_rcnn" / "shapes.yaml"
 PREDICT_IMAGES = 16
-PROTOCOLS = {"VOCEvaluator": "voc", "ClsLocEvaluator": "cls_loc", "COCOEvaluator": "coco"}
 
 
 def _run(args: list[str]) -> None:
@@ -40,22 +34,9 @@ def _run(args: list[str]) -> None:
     subprocess.run([sys.executable, *args], check=True, cwd=REPO)
 
 
-def _predict_split(checkpoint: Path, voc_root: Path, split: str, out: Path) -> Path:
-    """Run the trained model over a split and write COCO results keyed by the reader's image ids."""
-    detector = load_detector(checkpoint)
-    dataset = VOCDetection(voc_root, split, classes=SHAPE_CLASSES)
-    records = []
-    with torch.inference_mode():
-        for start in range(0, len(dataset), 16):
-            batch = [dataset[i] for i in range(start, min(start + 16, len(dataset)))]
-            images, targets = zip(*batch)
-            records += make_records(detector.model(list(images)), targets, num_classes=len(SHAPE_CLASSES))
-    return write_coco_results(out, coco_results(records))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="a detection head's shapes config")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="any head's shapes config")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "demo")
     args = parser.parse_args()
     # the steps run with the repository as working directory: paths given here are made absolute
@@ -64,7 +45,6 @@ def main() -> None:
     config = yaml.safe_load(args.config.read_text())
     data_args = config["data"]["init_args"]
     root = REPO / data_args["root"]
-    evaluator = config["model"]["evaluator"]["class_path"].rsplit(".", 1)[-1]
 
     print(f"== 1. shapes dataset at {root}")
     if not (root / "VOC").is_dir():
@@ -83,11 +63,10 @@ def main() -> None:
           "--last_checkpoint.dirpath", str(run_dir / "checkpoints")])
     checkpoint = run_dir / "checkpoints" / "best.ckpt"
 
-    print("== 4. evaluation on the test split")
-    predictions = _predict_split(checkpoint, root / "VOC", "test", args.out / "test_predictions.json")
+    print("== 4. evaluation of the checkpoint on the test split (the protocol it was trained with)")
     report_dir = args.out / "report"
-    _run(["scripts/evaluate.py", "--predictions", str(predictions), "--shapes", str(root), "--split", "test",
-          "--protocol", PROTOCOLS[evaluator], "--out", str(report_dir)])
+    _run(["scripts/evaluate.py", "--checkpoint", str(checkpoint), "--shapes", str(root), "--split", "test",
+          "--out", str(report_dir), "--no-progress"])
 
     print("== 5. batch prediction over a folder")
     folder = args.out / "images"
@@ -102,7 +81,7 @@ def main() -> None:
     print(f"== done in {time.perf_counter() - started:.0f} s")
     print(f"test metrics:  {headline}")
     print(f"report:        {report_dir / 'report.md'}")
-    print(f"predictions:   {args.out / 'predictions'} (predictions.json, predictions.csv, drawn/)")
+    print(f"predictions:   {args.out / 'predictions'} (predictions.json, predictions.csv, masks/ for semantic heads, drawn/)")
     print(f"checkpoint:    {checkpoint}")
 
 

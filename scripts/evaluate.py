@@ -1,91 +1,133 @@
-"""Score a predictions file against a dataset under a chosen protocol and write a report.
+"""Score a checkpoint, a predictions file or predicted masks against a dataset split; write a report.
 
-Detection (predictions = a COCO results JSON, ``category_id`` = the dataset's category id, or
-the label ``1..C`` for VOC-layout datasets; ``image_id`` = the reader's image id)::
+From a checkpoint (any head; predictions go through ``detection/inference.py`` into
+``--out/predictions/``, so they can be rescored later)::
+
+    evaluate.py --checkpoint best.ckpt --shapes data/shapes --split test --out report/
+    evaluate.py --checkpoint best.ckpt --voc VOCdevkit/VOC2007 --split test --protocol voc07 --out r/ --voc-results r/comp4
+    evaluate.py --checkpoint best.ckpt --coco-ann instances_val2017.json --images val2017/ --protocol coco --out r/
+
+From a COCO results JSON (``category_id`` = the dataset's category id, or the label ``1..C`` for
+VOC-layout datasets; ``image_id`` = the reader's image id, as ``scripts/predict.py`` writes them
+for a split)::
 
     evaluate.py --predictions results.json --coco-ann instances_val.json --protocol coco --out report/
     evaluate.py --predictions results.json --voc VOCdevkit/VOC2007 --split test --protocol voc07 --out r/
-    evaluate.py --predictions results.json --shapes ROOT --split val --protocol voc --out r/
 
 Protocols: ``voc07`` (11-point), ``voc`` (VOC2010+ area), ``coco`` (bbox), ``coco_segm``
-(bbox + segm), ``cls_loc`` (ILSVRC), ``region`` (mAP^r at mask IoU 0.5 / 0.7).
+(bbox + segm), ``cls_loc`` (ILSVRC), ``region`` (mAP^r at mask IoU 0.5 / 0.7), ``semantic``
+(FCN metrics from a confusion matrix). From a checkpoint the default follows the evaluator the
+model was trained with; otherwise ``voc``.
 
-Semantic segmentation (predicted palette PNGs ``<name>.png`` vs VOC ``SegmentationClass``)::
+Semantic segmentation from predicted class-index PNGs (``masks/`` of ``scripts/predict.py``:
+``<image path relative to the image folder>`` with ``.png``) vs VOC ``SegmentationClass`` or COCO
+instances painted into a class map::
 
-    evaluate.py --masks-dir preds/ --voc VOCdevkit/VOC2012 --split val --out r/
+    evaluate.py --masks-dir preds/masks --voc VOCdevkit/VOC2012 --split val --out r/
 
-Writes ``metrics.json``, ``report.md``, ``pr_curves/<class>.png`` (or ``confusion_matrix.png``)
-into ``--out``; ``--voc-results DIR`` also writes the devkit's ``comp4_det_<set>_<class>.txt``.
+Writes ``metrics.json``, ``report.md`` (summary, per-class table, error analysis with drawn
+galleries for box protocols, the worst images for segmentation), ``pr_curves/<class>.png`` (or
+``confusion_matrix.png``) into ``--out``; ``--voc-results DIR`` also writes the devkit's
+``comp4_det_<set>_<class>.txt``.
 """
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import torch
-from PIL import Image
-from tqdm import tqdm
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from detection.evaluation.cls_loc import ClsLocEvaluator
-from detection.evaluation.coco_eval import COCOEvaluator, class_pr_curves, evaluate_annotation_file, summary_metrics
-from detection.evaluation.ground_truth import GroundTruth, coco_json_ground_truth, reader_ground_truth
-from detection.evaluation.records import ImageRecord, make_records
-from detection.evaluation.region_ap import RegionAPEvaluator
-from detection.evaluation.report import write_report
-from detection.evaluation.results_io import read_coco_results, results_to_predictions, write_voc_results
-from detection.evaluation.voc_evaluator import VOCEvaluator
-from segmentation.metrics import VOID_LABEL, ConfusionMatrix
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
-PROTOCOLS = ("voc07", "voc", "coco", "coco_segm", "cls_loc", "region")
+from datasets.safe_io import read_image  # noqa: E402
+from datasets.split_images import SplitImages, reader_image_ids  # noqa: E402
+from datasets.voc import VOCDetection  # noqa: E402
+from detection.dataset_cli import add_dataset_arguments, open_split, voc_root_and_classes  # noqa: E402
+from detection.evaluation.cls_loc import ClsLocEvaluator  # noqa: E402
+from detection.evaluation.coco_eval import COCOEvaluator, class_pr_curves, evaluate_annotation_file, summary_metrics  # noqa: E402
+from detection.evaluation.error_analysis import CATEGORIES, analyse_errors  # noqa: E402
+from detection.evaluation.galleries import crop_gallery, segmentation_gallery  # noqa: E402
+from detection.evaluation.ground_truth import GroundTruth, coco_json_ground_truth, reader_ground_truth  # noqa: E402
+from detection.evaluation.records import ImageRecord, make_records  # noqa: E402
+from detection.evaluation.region_ap import RegionAPEvaluator  # noqa: E402
+from detection.evaluation.report import write_report  # noqa: E402
+from detection.evaluation.results_io import read_coco_results, results_to_predictions, write_voc_results  # noqa: E402
+from detection.evaluation.voc_evaluator import VOCEvaluator  # noqa: E402
+from detection.inference import MASKS_DIR, PREDICTIONS_JSON, batch_predict, mask_name, relative_path  # noqa: E402
+from detection.predict_cli import BAD_INPUT, add_model_arguments, add_run_arguments, load_model, model_task, progress_bar  # noqa: E402
+from segmentation.metrics import VOID_LABEL, ConfusionMatrix, confusion_metrics  # noqa: E402
+
+PROTOCOLS = ("voc07", "voc", "coco", "coco_segm", "cls_loc", "region", "semantic")
 MASK_PROTOCOLS = ("coco_segm", "region")
+ERROR_ANALYSIS_PROTOCOLS = ("voc07", "voc", "coco", "coco_segm")
+PROTOCOL_OF_EVALUATOR = {"VOCEvaluator": "voc", "COCOEvaluator": "coco", "ClsLocEvaluator": "cls_loc", "RegionAPEvaluator": "region", "ConfusionMatrix": "semantic"}
+PREDICTIONS_DIR = "predictions"
+GALLERY_SIZE = 12
+WORST_IMAGES = 6
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--predictions", type=Path, help="COCO results JSON (detection protocols)")
-    parser.add_argument("--masks-dir", type=Path, help="predicted palette PNGs (semantic segmentation mode)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--voc", type=Path, help="VOC year directory (Annotations/, JPEGImages/, ImageSets/)")
-    source.add_argument("--coco-ann", type=Path, help="COCO annotation JSON")
-    source.add_argument("--shapes", type=Path, help="generated shapes root (scored through its VOC layout)")
-    parser.add_argument("--images", type=Path, help="image directory of --coco-ann (not read for scoring)")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--classes", nargs="+", help="class names of a VOC-layout dataset (default: the 20 VOC classes)")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="voc")
+    parser.add_argument("--masks-dir", type=Path, help="predicted palette PNGs (semantic segmentation)")
+    add_model_arguments(parser, required=False)
+    add_dataset_arguments(parser, required=True)
+    parser.add_argument("--protocol", choices=PROTOCOLS, help="default: the checkpoint's evaluator, else voc (semantic for --masks-dir)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--voc-results", type=Path, help="also write the devkit's comp4 results files here")
+    parser.add_argument("--gallery", type=int, default=GALLERY_SIZE, help="crops per error gallery (0: none)")
+    add_run_arguments(parser, batch_size=8)
     args = parser.parse_args(argv)
-    if (args.predictions is None) == (args.masks_dir is None):
-        parser.error("give exactly one of --predictions (detection) or --masks-dir (segmentation)")
-    if args.masks_dir is not None and args.coco_ann is not None:
-        parser.error("--masks-dir scores VOC SegmentationClass PNGs: use --voc or --shapes")
+    if sum(x is not None for x in (args.predictions, args.masks_dir, args.checkpoint)) != 1:
+        parser.error("give exactly one of --checkpoint, --predictions (detection) or --masks-dir (segmentation)")
     return args
 
 
-def _voc_root_and_classes(args: argparse.Namespace) -> tuple[Path, list[str]]:
-    if args.shapes is not None:
-        from datasets.shapes import SHAPE_CLASSES
+def predict_split(args: argparse.Namespace) -> str:
+    """``--checkpoint``: predict the split into ``--out/predictions/`` and point ``args`` at the outputs.
 
-        return args.shapes / "VOC", list(SHAPE_CLASSES)
-    if args.classes:
-        return args.voc, list(args.classes)
-    from datasets.voc import VOC_CLASSES
-
-    return args.voc, list(VOC_CLASSES)
+    Returns a line for the report. Every image must be readable: a skipped image would count as
+    one with no detections and lower the score silently.
+    """
+    loaded = load_model(args)
+    task = model_task(loaded.model)
+    args.protocol = args.protocol or ("semantic" if task == "semantic" else PROTOCOL_OF_EVALUATOR.get(loaded.evaluator or "", "voc"))
+    if (task == "semantic") != (args.protocol == "semantic"):
+        raise ValueError(f"protocol {args.protocol} does not fit a {task} model ({loaded.model_config['class_path']})")
+    split = open_split(args, task=task, classes=loaded.classes)
+    if split.reader.classes != loaded.classes:
+        raise ValueError(f"{split.source}: classes {split.reader.classes} differ from the checkpoint's {loaded.classes}")
+    args.classes = loaded.classes
+    out_dir = args.out / PREDICTIONS_DIR
+    shutil.rmtree(out_dir, ignore_errors=True)  # predictions of this checkpoint only, never a stale journal
+    start = time.perf_counter()
+    summary = batch_predict(
+        loaded.model, loaded.classes, SplitImages(split.reader), root=split.images_root, out_dir=out_dir,
+        batch_size=args.batch_size, score_threshold=0.0, draw=False, device=args.device, num_workers=args.num_workers,
+        label_to_category_id=split.label_to_category_id, progress=progress_bar(args, "predict"),
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    if summary.errors:
+        raise ValueError(f"{summary.errors} images of {split.source} could not be read; see {out_dir / 'errors.txt'}")
+    if task == "semantic":
+        args.masks_dir = out_dir / MASKS_DIR
+    else:
+        args.predictions = out_dir / PREDICTIONS_JSON
+    return f"checkpoint: `{args.checkpoint}`; inference {seconds:.1f} s for {summary.total} images ({seconds / max(summary.total, 1):.3f} s/image on {args.device})"
 
 
 def load_ground_truth(args: argparse.Namespace, *, with_masks: bool) -> GroundTruth:
     if args.coco_ann is not None:
         return coco_json_ground_truth(args.coco_ann, with_masks=with_masks)
-    from datasets.voc import VOCDetection
-
-    root, classes = _voc_root_and_classes(args)
+    root, classes = voc_root_and_classes(args)
     dataset = VOCDetection(root, args.split, classes=classes, with_masks=with_masks)
-    return reader_ground_truth(dataset, progress=tqdm(range(len(dataset)), desc="ground truth", unit="img"))
+    return reader_ground_truth(dataset, progress=tqdm(range(len(dataset)), desc="ground truth", unit="img", disable=args.no_progress))
 
 
 def _dense_masks(rles: list[dict], height: int, width: int) -> np.ndarray:
@@ -97,7 +139,7 @@ def _dense_masks(rles: list[dict], height: int, width: int) -> np.ndarray:
     return mask_utils.decode(encoded).transpose(2, 0, 1)
 
 
-def make_evaluator(protocol: str, gt: GroundTruth) -> Any:
+def make_evaluator(protocol: str, gt: GroundTruth) -> VOCEvaluator | COCOEvaluator | ClsLocEvaluator | RegionAPEvaluator:
     if protocol in ("voc07", "voc"):
         return VOCEvaluator(classes=gt.classes, use_07_metric=protocol == "voc07")
     if protocol in ("coco", "coco_segm"):
@@ -108,7 +150,41 @@ def make_evaluator(protocol: str, gt: GroundTruth) -> Any:
     return RegionAPEvaluator(classes=gt.classes)
 
 
-def evaluate_detection(args: argparse.Namespace) -> Path:
+def _image_loader(args: argparse.Namespace, gt: GroundTruth):  # noqa: ANN202 - a LoadImage callable or None
+    """``image_id -> np.ndarray[H, W, 3]`` for the galleries, or ``None`` when the images are unknown."""
+    if args.coco_ann is not None and args.images is None:
+        return None
+    folder = args.images if args.coco_ann is not None else Path()
+    return lambda image_id: read_image(folder / gt.image_files[image_id])
+
+
+def error_analysis_section(args: argparse.Namespace, records: list[ImageRecord], gt: GroundTruth) -> list[str]:
+    """The Hoiem-style breakdown as markdown, with the galleries drawn into ``--out``."""
+    analysis = analyse_errors(records, gt.classes)
+    lines = [
+        "## Error analysis",
+        "",
+        "Each class's top-scored detections, as many as it has objects, judged in score order "
+        "(Hoiem et al. 2012; definitions in `detection/evaluation/error_analysis.py`): "
+        + ", ".join(CATEGORIES) + ". Shares of those detections:",
+        "",
+        *analysis.markdown(),
+    ]
+    load_image = _image_loader(args, gt)
+    if load_image is None or args.gallery <= 0:
+        return lines + ["", "(galleries need the images: give --images)" if args.gallery > 0 else ""]
+    galleries = (
+        ("false_positives.png", analysis.false_positives(args.gallery), "highest-scoring detections that are not correct"),
+        ("missed.png", analysis.missed[: args.gallery], "missed objects (no detection of their class with IoU >= 0.5), largest first"),
+    )
+    for name, items, title in galleries:
+        if items:
+            crop_gallery(args.out / name, items, load_image, gt.classes, title)
+            lines += ["", f"### {title.capitalize()}", "", f"![{title}]({name})"]
+    return lines
+
+
+def evaluate_detection(args: argparse.Namespace, details: list[str]) -> Path:
     with_masks = args.protocol in MASK_PROTOCOLS
     gt = load_ground_truth(args, with_masks=with_masks)
     results = read_coco_results(args.predictions)
@@ -117,18 +193,17 @@ def evaluate_detection(args: argparse.Namespace) -> Path:
     known = {int(t["image_id"]) for t in gt.targets}
     unknown = sorted(set(predictions) - known)
     if unknown:
-        raise SystemExit(f"{args.predictions}: {len(unknown)} image ids are not in the dataset, e.g. {unknown[:5]}")
+        raise ValueError(f"{args.predictions}: {len(unknown)} image ids are not in the dataset, e.g. {unknown[:5]}")
     evaluator = make_evaluator(args.protocol, gt)
-    kept: list[ImageRecord] = []  # for --voc-results
+    records: list[ImageRecord] = []  # for --voc-results and the error analysis
     empty = {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64), "scores": np.zeros(0)}
-    for target in tqdm(gt.targets, desc="matching", unit="img"):
+    for target in tqdm(gt.targets, desc="matching", unit="img", disable=args.no_progress):
         pred = dict(predictions.get(int(target["image_id"]), empty))
         if with_masks:
             height, width = target["masks"].shape[-2:]
             pred["masks"] = _dense_masks(pred.pop("masks_rle", []), height, width)
         evaluator.update([pred], [target])
-        if args.voc_results is not None:
-            kept += make_records([pred], [target], num_classes=len(gt.classes))
+        records += make_records([pred], [target], num_classes=len(gt.classes))
     start = time.perf_counter()
     official = args.coco_ann is not None and args.protocol in ("coco", "coco_segm")
     if official:  # the annotation file itself is the ground truth, exactly as pycocotools reads it
@@ -144,64 +219,93 @@ def evaluate_detection(args: argparse.Namespace) -> Path:
     seconds = time.perf_counter() - start
     if args.voc_results is not None:
         names = gt.image_names or {int(t["image_id"]): str(t["image_id"]) for t in gt.targets}
-        kept.sort(key=lambda r: r.image_id)  # the order VOCEvaluator ranks ties in
-        write_voc_results(args.voc_results, kept, classes=gt.classes, image_names=names, image_set=args.split)
+        records.sort(key=lambda r: r.image_id)  # the order VOCEvaluator ranks ties in
+        write_voc_results(args.voc_results, records, classes=gt.classes, image_names=names, image_set=args.split)
     source = args.coco_ann or args.voc or args.shapes
-    details = [
+    details += [
         f"dataset: `{source}` split `{args.split}` ({len(gt.targets)} images, {len(gt.classes)} classes)",
         f"predictions: `{args.predictions}` ({len(results)} detections)",
         f"protocol: `{args.protocol}`; scoring took {seconds:.2f} s",
     ]
+    sections = error_analysis_section(args, records, gt) if args.protocol in ERROR_ANALYSIS_PROTOCOLS else []
     return write_report(
         args.out, metrics, curves, evaluator.protocol_text(), title=f"Detection evaluation ({args.protocol})", details=details,
-        class_names=gt.classes,
-    )
+        class_names=gt.classes, sections=sections,
+    )  # fmt: skip
 
 
 def _read_label_png(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         if image.mode not in ("P", "L"):
-            raise SystemExit(f"{path}: expected a palette or grayscale PNG of class indices, got mode {image.mode}")
+            raise ValueError(f"{path}: expected a palette or grayscale PNG of class indices, got mode {image.mode}")
         return np.array(image, dtype=np.uint8)  # a writable copy
 
 
-def evaluate_segmentation(args: argparse.Namespace) -> Path:
-    root, classes = _voc_root_and_classes(args)
-    listing = root / "ImageSets" / "Segmentation" / f"{args.split}.txt"
-    names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
-    matrix = ConfusionMatrix(len(classes) + 1, ignore_index=VOID_LABEL, class_names=["background", *classes])
-    for image_id, name in enumerate(tqdm(names, desc="pixels", unit="img")):
-        if os.sep in name or name.startswith("."):
-            raise SystemExit(f"{listing}: bad image name {name!r}")
-        target = _read_label_png(root / "SegmentationClass" / f"{name}.png")
-        pred_path = args.masks_dir / f"{name}.png"
-        if not pred_path.is_file():
-            raise SystemExit(f"missing prediction {pred_path}")
-        pred = _read_label_png(pred_path)
-        if pred.shape != target.shape:
-            raise SystemExit(f"{pred_path}: size {pred.shape} differs from the ground truth {target.shape}")
-        pred = np.where(pred == VOID_LABEL, 0, pred)  # a void prediction counts as background
-        matrix.update(torch.from_numpy(pred)[None], torch.from_numpy(target)[None], image_ids=[image_id])
-    metrics = matrix.compute()
-    text = (
-        "Semantic segmentation, FCN protocol: one confusion matrix summed over the whole split (not "
-        "averaged per image); pixel accuracy, mean class accuracy, mean IU and frequency-weighted IU as "
-        "defined by Long et al. (2015); pixels labelled 255 (void) in the ground truth are ignored; "
-        "classes absent from both ground truth and predictions are left out of the means."
+def evaluate_segmentation(args: argparse.Namespace, details: list[str]) -> Path:
+    """Predicted class maps ``--masks-dir/<image path relative to the image folder, as .png>`` vs the
+    split's semantic ground truth (VOC ``SegmentationClass``, or COCO instances painted into a class map)."""
+    split = open_split(args, task="semantic", classes=args.classes)
+    reader = split.reader
+    matrix = ConfusionMatrix(classes=reader.classes, ignore_index=VOID_LABEL)
+    image_ids = reader_image_ids(reader)
+    index_of = {image_id: i for i, image_id in enumerate(image_ids)}
+
+    def truth(image_id: int) -> np.ndarray:
+        return reader.load(index_of[image_id])[1]["semantic"]
+
+    def prediction(image_id: int, shape: tuple[int, ...]) -> np.ndarray:
+        path = args.masks_dir / mask_name(relative_path(reader.image_path(index_of[image_id]), split.images_root))
+        if not path.is_file():
+            raise ValueError(f"missing prediction {path}")
+        pred = _read_label_png(path)
+        if pred.shape != shape:
+            raise ValueError(f"{path}: size {pred.shape} differs from the ground truth {shape}")
+        return np.where(pred == VOID_LABEL, 0, pred)  # a void prediction counts as background
+
+    for image_id in tqdm(image_ids, desc="pixels", unit="img", disable=args.no_progress):
+        target = truth(image_id)
+        matrix.add(image_id, torch.from_numpy(prediction(image_id, target.shape)), torch.from_numpy(target))
+    per_image = sorted(
+        ((image_id, confusion_metrics(counts, matrix.class_names)["mean_iou"]) for image_id, counts in matrix.per_image()),
+        key=lambda item: (item[1], item[0]),
     )
-    details = [f"dataset: `{root}` split `{args.split}` ({len(names)} images)", f"predictions: `{args.masks_dir}`"]
+    sections: list[str] = []
+    if per_image and args.gallery > 0:
+        segmentation_gallery(
+            args.out / "worst_images.png", per_image[:WORST_IMAGES], lambda i: read_image(reader.image_path(index_of[i])),
+            truth, lambda i: prediction(i, truth(i).shape),
+        )  # fmt: skip
+        sections = ["## Worst images", "", "Lowest mean IU per image: image, ground truth, prediction.", "", "![worst images](worst_images.png)"]
+    details += [f"dataset: `{split.source}` split `{args.split}` ({len(image_ids)} images)", f"predictions: `{args.masks_dir}`"]
     return write_report(
-        args.out, metrics, {}, text, title="Segmentation evaluation", confusion=matrix.matrix(),
-        confusion_names=matrix.class_names, details=details,
+        args.out, matrix.compute(), {}, matrix.protocol_text(), title="Segmentation evaluation", confusion=matrix.matrix(),
+        confusion_names=matrix.class_names, details=details, class_names=reader.classes, sections=sections,
     )  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(args: argparse.Namespace) -> Path:
+    """Evaluate as ``args`` say; returns the report's path."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    details = [predict_split(args)] if args.checkpoint is not None else []
+    if args.masks_dir is not None:
+        return evaluate_segmentation(args, details)
+    args.protocol = args.protocol or "voc"
+    if args.protocol == "semantic":
+        raise ValueError("protocol semantic scores masks: give --masks-dir or a checkpoint of a semantic head")
+    return evaluate_detection(args, details)
+
+
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    report = evaluate_segmentation(args) if args.masks_dir is not None else evaluate_detection(args)
+    try:
+        report = run(args)
+    except BAD_INPUT as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"wrote {report}")
     metrics_path = report.parent / "metrics.json"
     print(metrics_path.read_text() if metrics_path.stat().st_size < 4000 else f"metrics in {metrics_path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,60 +1,97 @@
-"""Batch inference over an image folder (recursive) with a trained checkpoint.
+"""Batch inference with a trained checkpoint over an image folder (recursive) or a dataset split.
 
-    python scripts/predict.py --checkpoint runs/example_shapes/version_0/checkpoints/best.ckpt \\
-        --input data/shapes/VOC/JPEGImages --out runs/predict --batch-size 16 --score-threshold 0.3
+    python scripts/predict.py --checkpoint runs/faster_rcnn_shapes/version_0/checkpoints/best.ckpt \\
+        --input photos/ --out predictions/ --score-threshold 0.3
+    python scripts/predict.py --checkpoint best.ckpt --shapes data/shapes --split test --out preds/
+    python scripts/predict.py --checkpoint best.ckpt --voc VOCdevkit/VOC2007 --split test --out preds/
+    python scripts/predict.py --checkpoint best.ckpt --coco-ann instances_val2017.json --images val2017/ --out preds/
 
-Writes ``predictions.json`` (COCO results), ``images.json`` (image ids and categories),
-``predictions.csv``, ``errors.txt`` (unreadable files, skipped) and ``drawn/`` into ``--out``
-(see ``detection/inference.py``). Rerunning the same command after an interruption continues
+Every head: boxes (and instance masks, as RLE) go to ``predictions.json`` / ``predictions.csv``,
+semantic maps to ``masks/`` as VOC palette PNGs; ``drawn/`` shows them, ``errors.txt`` lists
+unreadable files (skipped). See ``detection/inference.py``. For a dataset split the image ids
+and category ids are the dataset's, so ``predictions.json`` is scored directly by
+``scripts/evaluate.py --predictions`` (and ``masks/`` by ``--masks-dir``); the score threshold
+then defaults to 0, as in evaluation. Rerunning the same command after an interruption continues
 where it stopped: images already in ``--out/journal.jsonl`` are not predicted again.
 
-The checkpoint is read with ``torch.load(weights_only=True)`` and the model is rebuilt from
-its stored config (or ``--config``, or the ``config.yaml`` LightningCLI wrote beside it).
+The checkpoint is read with ``torch.load(weights_only=True)`` and the model is rebuilt from its
+stored config (or ``--config``, or the ``config.yaml`` LightningCLI wrote beside it).
 """
 
 import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from detection.inference import predict_folder  # noqa: E402
-from detection.predict_cli import BAD_INPUT, add_arguments, open_inputs, progress_bar  # noqa: E402
+from datasets.folder import ImageFolder  # noqa: E402
+from datasets.split_images import SplitImages  # noqa: E402
+from detection.dataset_cli import add_dataset_arguments, has_dataset, open_split  # noqa: E402
+from detection.inference import PredictSummary, batch_predict  # noqa: E402
+from detection.predict_cli import BAD_INPUT, add_model_arguments, add_run_arguments, load_model, model_task, progress_bar  # noqa: E402
+
+FOLDER_SCORE_THRESHOLD = 0.05
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser, system="DetectionSystem", batch_size=8, draw_help="write drawn/ images")
-    parser.add_argument("--score-threshold", type=float, default=0.05, help="drop detections scoring below this")
-    return parser.parse_args(argv)
+    add_model_arguments(parser, required=True)
+    parser.add_argument("--input", type=Path, help="image folder, searched recursively (or give a dataset split)")
+    add_dataset_arguments(parser, required=False)
+    parser.add_argument("--out", required=True, type=Path, help="output folder (must not be inside the input)")
+    add_run_arguments(parser, batch_size=8)
+    parser.add_argument("--draw", action=argparse.BooleanOptionalAction, default=True, help="write drawn/ images")
+    parser.add_argument(
+        "--score-threshold", type=float, help=f"drop detections scoring below this (default {FOLDER_SCORE_THRESHOLD} for a folder, 0 for a split)"
+    )
+    args = parser.parse_args(argv)
+    if (args.input is not None) == has_dataset(args):
+        parser.error("give either --input FOLDER or a dataset split (--voc / --coco-ann / --shapes)")
+    return args
+
+
+def predict(args: argparse.Namespace) -> PredictSummary:
+    """Run the checkpoint over the folder or split of ``args``; raises one of ``BAD_INPUT`` on bad input."""
+    loaded = load_model(args)
+    if args.input is not None:
+        images, root, categories = ImageFolder(args.input), args.input, None
+        threshold = FOLDER_SCORE_THRESHOLD if args.score_threshold is None else args.score_threshold
+    else:
+        split = open_split(args, task=model_task(loaded.model), classes=loaded.classes)
+        if split.reader.classes != loaded.classes:
+            raise ValueError(f"{split.source}: classes {split.reader.classes} differ from the checkpoint's {loaded.classes}")
+        images, root, categories = SplitImages(split.reader), split.images_root, split.label_to_category_id
+        threshold = 0.0 if args.score_threshold is None else args.score_threshold
+    return batch_predict(
+        loaded.model,
+        loaded.classes,
+        images,
+        root=root,
+        out_dir=args.out,
+        batch_size=args.batch_size,
+        score_threshold=threshold,
+        draw=args.draw,
+        device=args.device,
+        num_workers=args.num_workers,
+        label_to_category_id=categories,
+        progress=progress_bar(args, "predict"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    start = time.perf_counter()
     try:
-        detector, folder = open_inputs(args)
+        summary = predict(args)
     except BAD_INPUT as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    start = time.perf_counter()
-    summary = predict_folder(
-        detector.model,
-        detector.classes,
-        folder,
-        root=args.input,
-        out_dir=args.out,
-        batch_size=args.batch_size,
-        score_threshold=args.score_threshold,
-        draw=args.draw,
-        device=args.device,
-        num_workers=args.num_workers,
-        progress=progress_bar(args, "predict"),
-    )
     seconds = time.perf_counter() - start
     rate = summary.processed / seconds if seconds > 0 else float("nan")
     print(
-        f"{summary.total} files: {summary.processed} predicted now ({rate:.1f} images/s), "
+        f"{summary.total} images: {summary.processed} predicted now ({rate:.1f} images/s), "
         f"{summary.skipped} already done, {summary.errors} unreadable (errors.txt), "
         f"{summary.detections} detections -> {summary.out_dir}"
     )

@@ -17,15 +17,23 @@ offsets copied from the Caffe model. The skip score layers start at zero, so an 
 initialised from an FCN-32s starts out predicting exactly what the 32s did (paper, sec. 4.2).
 
 Shape letters: ``N`` images, ``K`` classes with background, ``H, W`` the input size.
-Contract: ``model(images: Tensor[N, 3, H, W]) -> logits Tensor[N, K, H, W]`` in train and eval.
+
+Contract (every head's, ``docs/ARCHITECTURE.md``): ``model(images: list[Tensor[3, H_i, W_i]],
+targets=None)``. In training, the images are padded right and bottom into one batch (0 in the
+image, void 255 in ``target["semantic"]``, so the loss ignores the padding) and the model returns
+``{"loss_seg": cross-entropy over non-void pixels}`` (paper, sec. 3). In eval it returns one dict
+per image, ``{"semantic": Tensor[H_i, W_i] int64}`` (argmax class, 0 background), each image run
+on its own so no padding reaches it. ``logits(Tensor[N, 3, H, W]) -> Tensor[N, K, H, W]`` is the
+network itself.
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from datasets.palette import VOID_INDEX
 from detection.backbones.base import Backbone
 from detection.transform import IMAGENET_MEAN, IMAGENET_STD
 from segmentation.geometry import INPUT, Geometry, trace
@@ -56,6 +64,28 @@ def conv_head(in_channels: int, channels: int, kernel_size: int, dropout: float)
     )
 
 
+def pixel_loss(logits: Tensor, masks: Tensor) -> Tensor:
+    """``logits [N, K, H, W]``, ``masks [N, H, W]`` -> the mean cross-entropy over non-void pixels."""
+    return F.cross_entropy(logits, masks, ignore_index=VOID_INDEX)
+
+
+def pad_batch(images: list[Tensor], masks: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """``N`` images ``[3, H_i, W_i]`` and masks ``[H_i, W_i]`` -> ``[N, 3, H, W]``, ``[N, H, W]`` int64.
+
+    Padded right and bottom to the largest size: 0 in the images, void in the masks.
+    """
+    height = max(image.shape[-2] for image in images)
+    width = max(image.shape[-1] for image in images)
+    padded_images, padded_masks = [], []
+    for image, mask in zip(images, masks, strict=True):
+        if mask.shape != image.shape[-2:]:
+            raise ValueError(f"semantic mask {tuple(mask.shape)} != image {tuple(image.shape[-2:])}")
+        pad = (0, width - image.shape[-1], 0, height - image.shape[-2])  # (left, right, top, bottom)
+        padded_images.append(F.pad(image, pad, value=0.0))
+        padded_masks.append(F.pad(mask.long(), pad, value=VOID_INDEX))
+    return torch.stack(padded_images), torch.stack(padded_masks)
+
+
 def crop(x: Tensor, top_left: int, height: int, width: int) -> Tensor:
     """``Tensor[N, K, h, w] -> Tensor[N, K, height, width]`` starting at ``(top_left, top_left)``."""
     if x.shape[-2] < top_left + height or x.shape[-1] < top_left + width:
@@ -72,6 +102,8 @@ class FCN(nn.Module):
         head_channels, head_kernel, dropout: the fc6/fc7 convolutions of a non-VGG backbone
             (VGG-16 uses its own 7x7 / 4096 fc layers and their weights).
     """
+
+    task = "semantic"  # predicts class maps: batch inference writes masks/, evaluation uses ConfusionMatrix
 
     def __init__(
         self,
@@ -129,7 +161,15 @@ class FCN(nn.Module):
             out[name] = geometry
         return out
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: list[Tensor], targets: list[dict[str, Any]] | None = None) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        if self.training:
+            if targets is None or any("semantic" not in t for t in targets):
+                raise ValueError("FCN needs targets with 'semantic' masks [H, W] in training mode")
+            batch, masks = pad_batch(images, [t["semantic"] for t in targets])
+            return {"loss_seg": pixel_loss(self.logits(batch), masks)}
+        return [{"semantic": self.logits(image[None])[0].argmax(dim=0)} for image in images]
+
+    def logits(self, images: Tensor) -> Tensor:
         """``Tensor[N, 3, H, W]`` in ``[0, 1]`` -> logits ``Tensor[N, K, H, W]``."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"FCN expects images Tensor[N, 3, H, W], got {tuple(images.shape)}")

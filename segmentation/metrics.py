@@ -15,12 +15,12 @@ left out of the class means; a class that is predicted but absent from the targe
 
 Shape letters: ``N`` images, ``H, W`` image size, ``K = num_classes`` (background included).
 
-DDP: give ``image_ids`` to ``update`` and the per-image matrices are gathered from all ranks
-once and deduplicated by image id (padded samplers repeat images); without ids the per-rank
-totals are summed, which cannot remove padded duplicates.
+DDP: one matrix is kept per image and the per-image matrices are gathered from all ranks once
+and deduplicated by image id (padded samplers repeat images).
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,28 +28,37 @@ import torch
 from detection.evaluation.gather import deduplicate, distributed_world, gather_objects
 
 VOID_LABEL = 255
+BACKGROUND = "background"
+PROTOCOL_TEXT = (
+    "Semantic segmentation, FCN protocol: one confusion matrix summed over the whole split (not "
+    "averaged per image); pixel accuracy, mean class accuracy, mean IU and frequency-weighted IU as "
+    "defined by Long et al. (2015); pixels labelled 255 (void) in the ground truth are ignored; "
+    "classes absent from both ground truth and predictions are left out of the means."
+)
 
 
 class ConfusionMatrix:
-    """Args: ``num_classes`` (background included, e.g. 21 for VOC), ``ignore_index``,
-    ``class_names`` (``K`` names for the ``iou/<name>`` keys; default ``"0".."K-1"``)."""
+    """The semantic-segmentation evaluator (``reset / update / compute``, like every evaluator).
 
-    def __init__(self, num_classes: int, ignore_index: int = VOID_LABEL, class_names: Sequence[str] | None = None) -> None:
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"{len(class_names)} class names for num_classes={num_classes}")
-        self.num_classes = num_classes
+    Args:
+        classes: foreground class names; the matrix has ``K = len(classes) + 1`` rows with
+            ``background`` at 0 (the ``iou/<name>`` keys use these names).
+        ignore_index: target label that is not counted (VOC's void border, 255).
+    """
+
+    def __init__(self, *, classes: Sequence[str], ignore_index: int = VOID_LABEL) -> None:
+        if not classes:
+            raise ValueError("ConfusionMatrix needs at least one foreground class")
+        self.class_names = [BACKGROUND, *classes]
+        self.num_classes = len(self.class_names)
         self.ignore_index = ignore_index
-        self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         self.reset()
 
     def reset(self) -> None:
-        self._total = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
         self._per_image: list[tuple[int, np.ndarray]] = []
 
     def _count(self, pred: torch.Tensor, target: torch.Tensor) -> np.ndarray:
-        """``[...]`` labels -> ``[K, K]`` int64 counts, rows = target class, columns = prediction."""
+        """``[H, W]`` labels -> ``[K, K]`` int64 counts, rows = target class, columns = prediction."""
         valid = target != self.ignore_index
         t = target[valid].long()
         p = pred[valid].long()
@@ -60,35 +69,38 @@ class ConfusionMatrix:
         counts = torch.bincount(t * self.num_classes + p, minlength=self.num_classes**2)
         return counts.reshape(self.num_classes, self.num_classes).cpu().numpy().astype(np.int64)
 
-    def update(self, pred_labels: torch.Tensor, target: torch.Tensor, image_ids: Sequence[int] | None = None) -> None:
-        """``pred_labels [N, H, W]`` (argmax of the logits) and ``target [N, H, W]``, any device.
-
-        ``image_ids`` (``N`` ints) keep one matrix per image so that DDP can drop duplicates.
-        """
-        pred_labels = torch.as_tensor(pred_labels)
-        target = torch.as_tensor(target)
+    def add(self, image_id: int, pred_labels: torch.Tensor, target: torch.Tensor) -> None:
+        """One image: ``pred_labels [H, W]`` (argmax classes) and ``target [H, W]``, any device."""
+        pred_labels, target = torch.as_tensor(pred_labels), torch.as_tensor(target)
         if pred_labels.shape != target.shape:
-            raise ValueError(f"prediction shape {tuple(pred_labels.shape)} != target shape {tuple(target.shape)}")
-        if image_ids is None:
-            self._total += self._count(pred_labels, target)
-            return
-        if len(image_ids) != len(target):
-            raise ValueError(f"{len(image_ids)} image ids for {len(target)} images")
-        for image_id, p, t in zip(image_ids, pred_labels, target):
-            self._per_image.append((int(image_id), self._count(p, t)))
+            raise ValueError(f"image {image_id}: prediction shape {tuple(pred_labels.shape)} != target shape {tuple(target.shape)}")
+        self._per_image.append((int(image_id), self._count(pred_labels, target)))
+
+    def update(self, preds: Sequence[Mapping[str, Any]], targets: Sequence[Mapping[str, Any]]) -> None:
+        """Per image: ``preds[i]["semantic"] [H, W]`` and ``targets[i]["semantic"] [H, W]`` + ``image_id``."""
+        if len(preds) != len(targets):
+            raise ValueError(f"{len(preds)} predictions for {len(targets)} targets")
+        for pred, target in zip(preds, targets):
+            if "semantic" not in pred or "semantic" not in target:
+                raise KeyError("ConfusionMatrix needs 'semantic' in both the prediction and the target")
+            self.add(int(target["image_id"]), pred["semantic"], target["semantic"])
+
+    def per_image(self) -> list[tuple[int, np.ndarray]]:
+        """``(image_id, [K, K] counts)`` of every image, all ranks gathered once, duplicates removed."""
+        return deduplicate(gather_objects(self._per_image), key=lambda item: item[0], allow_duplicates=distributed_world())
 
     def matrix(self) -> np.ndarray:
-        """The dataset-level ``[K, K]`` matrix (all ranks, gathered once, duplicates removed)."""
-        distributed = distributed_world()
-        per_rank = gather_objects([(self._total, self._per_image)])
-        per_image = [item for _, rank_images in per_rank for item in rank_images]
-        total = np.sum([rank_total for rank_total, _ in per_rank], axis=0)
-        for _, counts in deduplicate(per_image, key=lambda item: item[0], allow_duplicates=distributed):
-            total = total + counts
+        """The dataset-level ``[K, K]`` matrix."""
+        total = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
+        for _, counts in self.per_image():
+            total += counts
         return total
 
     def compute(self) -> dict[str, float]:
         return confusion_metrics(self.matrix(), self.class_names)
+
+    def protocol_text(self) -> str:
+        return PROTOCOL_TEXT
 
 
 def confusion_metrics(matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, float]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import box_iou
 
@@ -117,30 +117,23 @@ class ToyEvaluator:
         }
 
 
-class ToyImageFolder(Dataset):
-    """Stand-in for ``datasets.folder.ImageFolder`` while it is missing: sorted recursive listing,
-    records ``{image, path, orig_size, error}``, an unreadable file gives ``image=None`` + error."""
+class ToyMaskDetector(nn.Module):
+    """An instance head for the mask path: ``TinyDetector``'s box, with the box filled as its mask."""
 
-    EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+    def __init__(self, *, num_classes: int) -> None:
+        super().__init__()
+        from detection.tiny import TinyDetector
 
-    def __init__(self, root) -> None:
-        from pathlib import Path
+        self.num_classes = num_classes
+        self.detector = TinyDetector(num_classes=num_classes)
 
-        self.root = Path(root)
-        self.paths = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in self.EXTENSIONS)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> dict:
-        from PIL import Image
-
-        path = self.paths[index]
-        try:
-            with Image.open(path) as im:
-                rgb = im.convert("RGB")
-        except Exception as error:  # noqa: BLE001
-            return {"image": None, "path": str(path), "orig_size": None, "error": f"unreadable image: {error}"}
-        image = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).reshape(rgb.height, rgb.width, 3)
-        return {"image": image.permute(2, 0, 1).float() / 255, "path": str(path), "orig_size": (rgb.height, rgb.width), "error": None}
-
+    def forward(self, images, targets=None):
+        if self.training:
+            return self.detector(images, targets)
+        preds = self.detector(images)
+        for image, pred in zip(images, preds):
+            masks = torch.zeros(len(pred["boxes"]), *image.shape[-2:])
+            for k, (x1, y1, x2, y2) in enumerate(pred["boxes"].round().long().tolist()):
+                masks[k, y1:y2, x1:x2] = 1.0
+            pred["masks"] = masks
+        return preds

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from detection.backbones import VGG16, MobileNetV3, ResNet, SmallCNN, vgg16_fc_as_conv
+from detection.backbones import VGG16, EfficientNetLite0, MobileNetV3, ResNet, SmallCNN, vgg16_fc_as_conv
+from detection.backbones.weights import OFFLINE_ENV
 
 # (constructor, expected {tap: (stride, channels)})
 BACKBONES = [
@@ -11,6 +12,7 @@ BACKBONES = [
     (lambda: ResNet(depth=50), {"c2": (4, 256), "c3": (8, 512), "c4": (16, 1024), "c5": (32, 2048)}),
     (lambda: MobileNetV3(size="small"), {"c2": (4, 16), "c3": (8, 24), "c4": (16, 48), "c5": (32, 576)}),
     (lambda: MobileNetV3(size="large"), {"c2": (4, 24), "c3": (8, 40), "c4": (16, 112), "c5": (32, 960)}),
+    (lambda: EfficientNetLite0(), {"c2": (4, 24), "c3": (8, 40), "c4": (16, 112), "c5": (32, 1280)}),
 ]
 
 
@@ -38,9 +40,10 @@ def test_frozen_stages_stop_gradients_and_keep_batchnorm_statistics():
     torch.testing.assert_close(frozen[0][1].running_mean, before)
 
 
-def test_weights_from_a_local_file_and_offline_names(tmp_path):
+def test_weights_from_a_local_file_and_offline_names(tmp_path, monkeypatch):
     import torchvision
 
+    monkeypatch.setenv(OFFLINE_ENV, "1")  # never download here (tests/test_weights.py mocks the download)
     reference = torchvision.models.resnet18(weights=None)
     path = tmp_path / "resnet18.pth"
     torch.save(reference.state_dict(), path)

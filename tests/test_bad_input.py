@@ -111,3 +111,86 @@ def test_coco_annotation_for_unknown_image_or_category(tmp_path):
     data["annotations"][0].update(image_id=1, category_id=9)
     ann.write_text(json.dumps(data))
     _raises_naming(ann, lambda: COCODetection(tmp_path / "images", ann), "unknown category id")
+
+
+def _train_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
+    spec = importlib.util.spec_from_file_location("detseg_train_script_bad_input", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _voc_with_one_unreadable_image(tmp_path, count: int = 6):
+    images = {f"im{i}": [("cat" if i % 2 else "dog", (5, 5, 30, 25), 0)] for i in range(count)}
+    root = write_voc(tmp_path / "voc", images)
+    (root / "ImageSets/Main/val.txt").write_text("im0\nim1\n")
+    (root / "JPEGImages" / "im3.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return root
+
+
+def _fit(root, tmp_path, *extra: str):
+    config = {
+        "seed_everything": 0,
+        "trainer": {"accelerator": "cpu", "max_epochs": 1, "logger": False, "enable_progress_bar": False,
+                    "enable_model_summary": False, "default_root_dir": str(tmp_path / "run")},
+        "model": {
+            "model": {"class_path": "detection.tiny.TinyDetector", "init_args": {"image_size": 32}},
+            "evaluator": {"class_path": "detection.evaluation.VOCEvaluator", "init_args": {}},
+            "monitor": "map_50", "lr": 0.01, "warmup_steps": 1,
+        },
+        "data": {"class_path": "datasets.datamodule.DetectionDataModule",
+                 "init_args": {"format": "voc", "root": str(root), "batch_size": 2, "num_workers": 0, "augment": False}},
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return _train_script().main(["fit", "--config", str(path), *extra])
+
+
+def test_a_training_epoch_skips_an_unreadable_image_and_lists_it(tmp_path):
+    root = _voc_with_one_unreadable_image(tmp_path)
+    with pytest.warns(UserWarning, match="skipped unreadable sample .*im3.jpg"):
+        cli = _fit(root, tmp_path, "--data.init_args.max_bad_fraction", "0.2")
+    assert cli.trainer.current_epoch == 1 and cli.trainer.global_step == 3  # 6 images - 1 skipped, batches of 2
+    listed = (tmp_path / "run" / "bad_images.txt").read_text().splitlines()
+    assert len(listed) == 1 and listed[0].startswith(str(root / "JPEGImages" / "im3.jpg") + "\t")
+
+
+def test_more_unreadable_images_than_max_bad_fraction_stop_the_run(tmp_path):
+    root = _voc_with_one_unreadable_image(tmp_path)
+    with pytest.raises(DatasetError, match="1 of 6 images are unreadable, more than max_bad_fraction=0.1"):
+        _fit(root, tmp_path, "--data.init_args.max_bad_fraction", "0.1")
+
+
+def test_evaluation_never_skips_an_image(tmp_path):
+    """Dropping an evaluation image would drop its ground truth and inflate the scores: it raises."""
+    root = _voc_with_one_unreadable_image(tmp_path)
+    (root / "ImageSets/Main/val.txt").write_text("im0\nim3\n")
+    with pytest.raises(DatasetError, match="im3.jpg"):
+        _fit(root, tmp_path, "--data.init_args.max_bad_fraction", "0.5")
+
+
+def test_the_coco_checker_lists_every_problem_and_still_checks_the_rest(tmp_path):
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg", "height": 4, "width": 4}, {"id": 2, "file_name": "b.jpg", "height": 4, "width": 4},
+                   {"id": 3, "file_name": "missing.jpg", "height": 4, "width": 4}, {"id": 4}],
+        "categories": [{"id": 1, "name": "x"}],
+        "annotations": [
+            {"id": 10, "image_id": 1, "category_id": 9, "bbox": [0, 0, 1, 1]},  # unknown category
+            {"id": 11, "image_id": 7, "category_id": 1, "bbox": [0, 0, 1, 1]},  # unknown image
+            {"id": 12, "image_id": 2, "category_id": 1, "bbox": [0, 0]},  # no 4-number bbox
+            {"id": 13, "image_id": 2, "category_id": 1, "bbox": [3, 3, 0, 2]},  # degenerate: per-image check
+        ],
+    }
+    ann = write_coco(tmp_path, data, {"a.jpg": (4, 4), "b.jpg": (4, 4)})
+    report = check_coco(ann, tmp_path / "images")
+    messages = [p.message for p in report.errors]
+    assert any("unknown category id 9" in m for m in messages) and any("unknown image id 7" in m for m in messages)
+    assert any("annotation 12 has no 4-number bbox" in m for m in messages) and any("image 4 lacks" in m for m in messages)
+    assert any("degenerate" in m for m in messages) and any("missing" in m and "missing.jpg" in p.path for p, m in zip(report.errors, messages))
+    assert len(report.errors) == 6
+    with pytest.raises(DatasetError, match=r"and 3 more: run scripts/check_dataset.py"):
+        COCODetection(tmp_path / "images", ann)

@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets.base import DetectionDataset
-from datasets.collate import collate_detection, collate_segmentation
+from datasets.collate import collate_detection
 from datasets.datamodule import DetectionDataModule, seed_worker
 from datasets.errors import DatasetError
 from datasets.palette import VOID_INDEX
@@ -43,12 +43,13 @@ def test_shapes_semantic_batches_with_workers(shapes_root):
         format="shapes", root=str(shapes_root.root), task="semantic", batch_size=3, num_workers=2, crop_size=64
     )
     data.setup("fit")
-    images, masks, image_ids = next(iter(data.train_dataloader()))
-    assert images.shape == (3, 3, 64, 64) and masks.shape == (3, 64, 64) and masks.dtype == torch.int64
+    images, targets = next(iter(data.train_dataloader()))
+    masks = torch.stack([t["semantic"] for t in targets])
+    assert [tuple(i.shape) for i in images] == [(3, 64, 64)] * 3 and masks.shape == (3, 64, 64) and masks.dtype == torch.int64
     assert set(masks.unique().tolist()) <= {0, 1, 2, 3, 4, VOID_INDEX}
-    assert len(image_ids) == 3 and all(0 <= i < 12 for i in image_ids)
-    val = next(iter(data.val_dataloader()))
-    assert val.images.shape == (3, 3, 96, 96) and val.image_ids == [0, 1, 2]
+    assert all(0 <= t["image_id"] < 12 for t in targets)
+    val_images, val_targets = next(iter(data.val_dataloader()))
+    assert [tuple(i.shape) for i in val_images] == [(3, 96, 96)] * 3 and [t["image_id"] for t in val_targets] == [0, 1, 2]
 
 
 def test_voc_list_of_roots_is_concatenated_for_training(shapes_root):
@@ -127,20 +128,6 @@ def test_collate_detection_keeps_variable_sizes():
     images, targets = collate_detection(batch)
     assert [tuple(i.shape) for i in images] == [(3, 20, 30), (3, 40, 10)]
     assert images[1] is batch[1][0] and targets[1]["labels"].tolist() == [2] and len(targets[0]["boxes"]) == 0
-
-
-def test_collate_segmentation_pads_images_with_zero_and_masks_with_void():
-    batch = [
-        (torch.ones(3, 20, 30), {"semantic": torch.full((20, 30), 2, dtype=torch.int64), "image_id": 5}),
-        (torch.ones(3, 25, 10), {"semantic": torch.ones(25, 10, dtype=torch.uint8), "image_id": 9}),
-    ]
-    images, masks, image_ids = collate_segmentation(batch)
-    assert images.shape == (2, 3, 25, 30) and masks.shape == (2, 25, 30) and masks.dtype == torch.int64
-    assert image_ids == [5, 9]
-    assert (images[0, :, 20:] == 0).all() and (masks[0, 20:] == VOID_INDEX).all() and (masks[0, :20] == 2).all()
-    assert (images[1, :, :, 10:] == 0).all() and (masks[1, :, 10:] == VOID_INDEX).all() and (masks[1, :, :10] == 1).all()
-    with pytest.raises(KeyError, match="semantic"):
-        collate_segmentation([(torch.ones(3, 4, 4), {"image_id": 1})])
 
 
 def test_flip_augmentation_is_pixel_exact():

@@ -31,12 +31,12 @@ def _evaluate(indices: list[int]) -> dict[str, float]:
     preds, targets = random_batch(12, num_images=NUM_IMAGES)  # image 0 (the padded one) has objects
     voc = VOCEvaluator(classes=CLASSES)
     coco = COCOEvaluator(classes=CLASSES)
-    seg = ConfusionMatrix(len(CLASSES) + 1)
+    seg = ConfusionMatrix(classes=CLASSES)
     for i in indices:
         voc.update([preds[i]], [targets[i]])
         coco.update([preds[i]], [targets[i]])
         semantic_target = (targets[i]["masks"] * targets[i]["labels"][:, None, None]).amax(0, keepdim=True) if len(targets[i]["labels"]) else torch.zeros(1, 48, 48, dtype=torch.long)
-        seg.update(torch.roll(semantic_target, 2, dims=-1), semantic_target, image_ids=[targets[i]["image_id"]])
+        seg.update([{"semantic": torch.roll(semantic_target[0], 2, dims=-1)}], [{"semantic": semantic_target[0], "image_id": targets[i]["image_id"]}])
     out = {f"voc/{k}": v for k, v in voc.compute().items()}
     out.update({f"coco/{k}": v for k, v in coco.compute().items()})
     out.update({f"seg/{k}": v for k, v in seg.compute().items()})

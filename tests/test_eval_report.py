@@ -133,7 +133,7 @@ def test_shapes_mode_through_the_voc_reader(shapes_root, tmp_path: Path) -> None
             rle = mask_utils.encode(np.asfortranarray(mask[:, :, None].astype(np.uint8)))[0]
             results.append({"image_id": int(target["image_id"]), "category_id": int(label),
                             "bbox": xyxy_to_xywh(box[None])[0].tolist(), "score": 0.9,
-                            "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")}})  # fmt: skip
+                            "segmentation": {"size": rle["size"], "counts": rle["counts"] if isinstance(rle["counts"], str) else rle["counts"].decode("ascii")}})  # fmt: skip
     script = _load_script()
     for name, subset in (("all", results), ("half", results[::2])):
         path = tmp_path / f"{name}.json"
@@ -148,3 +148,26 @@ def test_shapes_mode_through_the_voc_reader(shapes_root, tmp_path: Path) -> None
                 assert metrics[key] == pytest.approx(1.0)
             else:
                 assert 0.2 < metrics[key] < 0.9
+
+
+def test_coco_segm_report_shows_segm_and_bbox_in_the_summary(shapes_root, tmp_path: Path) -> None:
+    from pycocotools.coco import COCO
+
+    ann = shapes_root.coco_ann("val")
+    coco = COCO(str(ann))
+    results = []
+    for a in coco.dataset["annotations"][::2]:  # half the objects: APs strictly between 0 and 1
+        rle = coco.annToRLE(a)
+        results.append({"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 0.9,
+                        "segmentation": {"size": rle["size"], "counts": rle["counts"] if isinstance(rle["counts"], str) else rle["counts"].decode("ascii")}})  # fmt: skip
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    out = tmp_path / "segm"
+    _load_script().main(["--predictions", str(path), "--coco-ann", str(ann), "--protocol", "coco_segm", "--out", str(out), "--no-progress"])
+    report = (out / "report.md").read_text()
+    summary = report.split("## Summary")[1].split("## Per class")[0]
+    assert "| segm/map |" in summary and "| map |" in summary and "| segm/map_50 |" in summary
+    header = report.split("## Per class")[1].split("\n")[2]
+    assert header.startswith("| class |") and "| ap |" in header and "| segm/ap |" in header
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 < metrics["segm/map"] < 1.0

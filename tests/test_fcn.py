@@ -7,7 +7,7 @@ from torch import nn
 from torchvision.models import vgg16
 
 from detection.backbones import VGG16, MobileNetV3, ResNet, SmallCNN
-from segmentation.fcn import FCN
+from segmentation.fcn import FCN, pad_batch
 from segmentation.geometry import INPUT, Geometry, crop_offset, trace
 from segmentation.upsample import aligned_upsampler, bilinear_kernel, bilinear_upsampler
 
@@ -97,7 +97,7 @@ BACKBONES = {
 def test_output_size_equals_input_size(variant, backbone, size):
     model = FCN(backbone=BACKBONES[backbone](), num_classes=3, variant=variant, head_channels=16).eval()
     with torch.no_grad():
-        logits = model(torch.rand(2, 3, *size))
+        logits = model.logits(torch.rand(2, 3, *size))
     assert logits.shape == (2, 4, *size)
 
 
@@ -106,7 +106,7 @@ def test_vgg16_fcn_uses_fc6_fc7_as_convolutions_and_keeps_the_size():
     assert model.head[0].kernel_size == (7, 7) and model.head[3].out_channels == 4096
     assert model.skip_taps == ["pool4", "pool3"]
     with torch.no_grad():
-        assert model(torch.rand(1, 3, 75, 101)).shape == (1, 21, 75, 101)
+        assert model.logits(torch.rand(1, 3, 75, 101)).shape == (1, 21, 75, 101)
 
 
 def test_skip_fusion_shapes():
@@ -132,7 +132,7 @@ def test_zero_initialised_skips_make_16s_start_as_32s():
     fine.load_state_dict({k: v for k, v in coarse.state_dict().items() if not k.startswith("final_upsampler")}, strict=False)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        c, f = coarse(x), fine(x)
+        c, f = coarse.logits(x), fine.logits(x)
     # Both are bilinear upsamplings of the same stride-32 scores (the 16s one in two steps),
     # so they agree away from the border.
     torch.testing.assert_close(f[..., 32:-32, 32:-32], c[..., 32:-32, 32:-32], atol=1e-5, rtol=1e-4)
@@ -141,6 +141,30 @@ def test_zero_initialised_skips_make_16s_start_as_32s():
 def test_bad_input_is_refused():
     model = FCN(backbone=SmallCNN(width=4), num_classes=2, head_channels=8)
     with pytest.raises(ValueError, match="Tensor\\[N, 3, H, W\\]"):
-        model(torch.rand(3, 32, 32))
+        model.logits(torch.rand(3, 32, 32))
     with pytest.raises(ValueError, match="variant"):
         FCN(backbone=SmallCNN(width=4), num_classes=2, variant="4s")
+
+
+def test_contract_loss_in_training_and_one_semantic_map_per_image_in_eval():
+    torch.manual_seed(0)
+    model = FCN(backbone=SmallCNN(width=4), num_classes=2, head_channels=8, dropout=0.0)
+    images = [torch.rand(3, 40, 56), torch.rand(3, 33, 64)]
+    masks = [torch.randint(0, 3, (40, 56)), torch.randint(0, 3, (33, 64))]
+    losses = model.train()(images, [{"semantic": m} for m in masks])
+    assert set(losses) == {"loss_seg"} and torch.isfinite(losses["loss_seg"])
+    losses["loss_seg"].backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    with torch.no_grad():
+        preds = model.eval()(images)
+    assert [p["semantic"].shape for p in preds] == [(40, 56), (33, 64)]
+    assert all(p["semantic"].dtype == torch.int64 for p in preds)
+    # each image is segmented alone: no padding from the larger image reaches it
+    assert torch.equal(preds[1]["semantic"], model.logits(images[1][None])[0].argmax(0))
+
+
+def test_training_batch_pads_images_with_zero_and_masks_with_void():
+    images, masks = pad_batch([torch.ones(3, 4, 4), torch.ones(3, 2, 5)], [torch.ones(4, 4), torch.full((2, 5), 2)])
+    assert images.shape == (2, 3, 4, 5) and masks.shape == (2, 4, 5)
+    assert images[0, :, :, 4].abs().sum() == 0 and (masks[0, :, 4] == 255).all()
+    assert (masks[1, 2:] == 255).all() and (masks[1, :2] == 2).all()

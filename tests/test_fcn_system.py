@@ -1,4 +1,5 @@
-"""FCN through Lightning (train, eval, staged init) and batch inference to VOC palette PNGs."""
+"""FCN through the shared system and scripts: train, eval, staged init, batch inference to VOC
+palette PNGs, and evaluation from the checkpoint."""
 
 import importlib.util
 import shutil
@@ -15,11 +16,12 @@ from datasets.datamodule import DetectionDataModule
 from datasets.folder import ImageFolder
 from datasets.voc import VOCSegmentation
 from detection.backbones import SmallCNN
-from detection.checkpoint import load_detector
-from segmentation.fcn import FCN
-from segmentation.inference import ERRORS_TXT, MASKS_DIR, OVERLAYS_DIR, predict_masks, segment_batch
-from detection.checkpoint import init_from_checkpoint
-from segmentation.system import SegmentationSystem, pixel_loss
+from detection.checkpoint import init_from_checkpoint, load_detector
+from detection.inference import DRAWN_DIR, ERRORS_TXT, MASKS_DIR, batch_predict
+from detection.predictor import predict_images
+from detection.system import DetectionSystem
+from segmentation.fcn import FCN, pixel_loss
+from segmentation.metrics import ConfusionMatrix
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["circle", "square", "triangle", "cross"]
@@ -30,9 +32,21 @@ def _fcn(variant: str = "8s") -> FCN:
     return FCN(backbone=SmallCNN(width=4), variant=variant, **FCN_ARGS)
 
 
+def _system(variant: str = "8s") -> DetectionSystem:
+    return DetectionSystem(model=_fcn(variant), evaluator=ConfusionMatrix, monitor="mean_iou", lr=0.01)
+
+
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"detseg_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _config(variant: str) -> dict:
     backbone = {"class_path": "detection.backbones.SmallCNN", "init_args": {"width": 4}}
-    return {"model": {"model": {"class_path": "segmentation.fcn.FCN", "init_args": {**FCN_ARGS, "variant": variant, "backbone": backbone}}}}
+    model = {"class_path": "segmentation.fcn.FCN", "init_args": {**FCN_ARGS, "variant": variant, "backbone": backbone}}
+    return {"model": {"model": model, "classes": CLASSES}}
 
 
 def _trainer(root: Path, **kwargs) -> L.Trainer:
@@ -52,7 +66,7 @@ def trained_32s(datamodule, tmp_path_factory) -> Path:
     """An FCN-32s trained for a few steps, saved as a checkpoint."""
     root = tmp_path_factory.mktemp("fcn32")
     torch.manual_seed(0)
-    system = SegmentationSystem(model=_fcn("32s"), lr=0.01)
+    system = _system("32s")
     trainer = _trainer(root, max_steps=3, enable_checkpointing=False, limit_val_batches=1)
     trainer.fit(system, datamodule)
     trainer.save_checkpoint(root / "fcn32.ckpt")
@@ -61,7 +75,7 @@ def trained_32s(datamodule, tmp_path_factory) -> Path:
 
 
 def test_train_and_eval_step_log_the_loss_and_mean_iou(datamodule, tmp_path):
-    system = SegmentationSystem(model=_fcn(), lr=0.01)
+    system = _system()
     before = {k: v.clone() for k, v in system.model.state_dict().items()}
     trainer = _trainer(tmp_path, fast_dev_run=1)
     trainer.fit(system, datamodule)
@@ -97,11 +111,8 @@ def test_staged_training_copies_the_coarser_net(trained_32s):
         init_from_checkpoint(torch.nn.Linear(2, 2), trained_32s)
 
 
-def test_segmentation_cli_fast_dev_run(shapes_root, tmp_path):
-    spec = importlib.util.spec_from_file_location("detseg_train_seg", REPO / "scripts" / "train_segmentation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cli = module.main([
+def test_fcn_trains_through_the_shared_cli(shapes_root, tmp_path):
+    cli = _load_script("train").main([
         "fit", "--config", str(REPO / "configs" / "fcn" / "shapes.yaml"), "--trainer.fast_dev_run", "1",
         "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(tmp_path), "--data.init_args.root", str(shapes_root.root),
@@ -125,12 +136,12 @@ def folder(shapes_root, tmp_path) -> Path:
 
 
 def test_predicted_palette_masks_read_back_through_the_voc_reader(trained_32s, folder, tmp_path):
-    loaded = load_detector(trained_32s, classes=CLASSES)
+    loaded = load_detector(trained_32s)
     out = tmp_path / "out"
-    summary = predict_masks(loaded.model, ImageFolder(folder), out_dir=out, batch_size=2)
+    summary = batch_predict(loaded.model, loaded.classes, ImageFolder(folder), root=folder, out_dir=out, batch_size=2)
     assert (summary.total, summary.processed, summary.errors) == (5, 4, 1)
     assert (out / ERRORS_TXT).read_text().startswith("broken.jpg\t")
-    assert (out / OVERLAYS_DIR / "gray.png").is_file()
+    assert (out / DRAWN_DIR / "gray.png.png").is_file()
 
     # The masks are a VOC SegmentationClass folder: read them back with the VOC reader.
     voc = tmp_path / "voc"
@@ -148,27 +159,38 @@ def test_predicted_palette_masks_read_back_through_the_voc_reader(trained_32s, f
     dataset = VOCSegmentation(voc, "test", classes=CLASSES)
     for index in range(len(dataset)):
         image, target = dataset[index]
-        expected = segment_batch(loaded.model, [image])[0]
-        assert torch.equal(target["semantic"].long(), expected)
+        (expected,) = predict_images(loaded.model, [image])
+        assert torch.equal(target["semantic"].long(), expected["semantic"])
 
 
 def test_segmentation_resumes_without_redoing_finished_images(trained_32s, folder, tmp_path):
-    loaded = load_detector(trained_32s, classes=CLASSES)
+    loaded = load_detector(trained_32s)
     out = tmp_path / "out"
-    first = predict_masks(loaded.model, ImageFolder(folder), out_dir=out, batch_size=1, draw=False)
+    first = batch_predict(loaded.model, loaded.classes, ImageFolder(folder), root=folder, out_dir=out, batch_size=1, draw=False)
     written = {p: p.stat().st_mtime_ns for p in (out / MASKS_DIR).rglob("*.png")}
-    second = predict_masks(loaded.model, ImageFolder(folder), out_dir=out, batch_size=1, draw=False)
-    assert first.processed == 4 and second.skipped == 4 and second.processed == 0 and second.errors == 1
+    second = batch_predict(loaded.model, loaded.classes, ImageFolder(folder), root=folder, out_dir=out, batch_size=1, draw=False)
+    assert first.processed == 4 and second.skipped == 5 and second.processed == 0 and second.errors == 1
     assert {p: p.stat().st_mtime_ns for p in (out / MASKS_DIR).rglob("*.png")} == written
 
 
-def test_segmentation_script_end_to_end(trained_32s, folder, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("detseg_predict_seg", REPO / "scripts" / "predict_segmentation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    code = module.main([
-        "--checkpoint", str(trained_32s), "--input", str(folder), "--out", str(tmp_path / "o"),
-        "--classes", ",".join(CLASSES), "--num-workers", "0", "--no-progress",
-    ])
-    assert code == 0 and "4 segmented now" in capsys.readouterr().out
-    assert module.main(["--checkpoint", str(trained_32s), "--input", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+def test_predict_script_writes_masks_and_evaluate_scores_the_checkpoint(trained_32s, datamodule, folder, shapes_root, tmp_path, capsys):
+    predict = _load_script("predict")
+    code = predict.main(["--checkpoint", str(trained_32s), "--input", str(folder), "--out", str(tmp_path / "o"), "--num-workers", "0", "--no-progress"])
+    assert code == 0 and "4 predicted now" in capsys.readouterr().out
+    assert len(list((tmp_path / "o" / MASKS_DIR).rglob("*.png"))) == 4
+    assert predict.main(["--checkpoint", str(trained_32s), "--input", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+
+    # evaluate.py --checkpoint gives the numbers of Trainer.test on the same split
+    evaluate = _load_script("evaluate")
+    out = tmp_path / "report"
+    assert evaluate.main(["--checkpoint", str(trained_32s), "--shapes", str(shapes_root.root), "--split", "val",
+                          "--out", str(out), "--num-workers", "0", "--no-progress"]) == 0
+    metrics = yaml.safe_load((out / "metrics.json").read_text())
+    system = _system("32s")
+    trainer = _trainer(tmp_path)
+    (tested,) = trainer.validate(system, datamodule, ckpt_path=str(trained_32s), verbose=False)
+    for key in ("mean_iou", "pixel_accuracy", "fw_iou", "iou/circle"):
+        assert metrics[key] == pytest.approx(tested[f"val/{key}"], abs=1e-6), key
+    report = (out / "report.md").read_text()
+    assert "| mean_iou |" in report and "worst_images.png" in report and (out / "worst_images.png").is_file()
+    assert "| circle |" in report

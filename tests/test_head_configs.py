@@ -10,12 +10,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHAPES_CONFIGS = sorted((REPO / "configs").glob("*/shapes.yaml"))
 
 
-SEGMENTATION_HEADS = {"fcn"}  # trained by scripts/train_segmentation.py
-
-
 def _train_script(head: str):
-    script = "train_segmentation.py" if head in SEGMENTATION_HEADS else "train.py"
-    spec = importlib.util.spec_from_file_location(f"detseg_train_script_{head}", REPO / "scripts" / script)
+    """``scripts/train.py``: one script for every head."""
+    spec = importlib.util.spec_from_file_location(f"detseg_train_script_{head}", REPO / "scripts" / "train.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

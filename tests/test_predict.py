@@ -12,20 +12,16 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from system_toys import ToyDataModule, ToyEvaluator, ToyImageFolder
+from system_toys import ToyDataModule, ToyEvaluator
 
 from detection.checkpoint import CheckpointError, load_detector
-from detection.inference import JOURNAL, predict_folder, read_journal
+from detection.inference import JOURNAL, batch_predict, read_journal
 from detection.system import DetectionSystem
+from datasets.folder import ImageFolder
 from detection.tiny import TinyDetector
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIG = {"class_path": "detection.tiny.TinyDetector", "init_args": {"num_classes": 2, "width": 8, "image_size": 32}}
-
-try:
-    from datasets.folder import ImageFolder
-except ImportError:  # the reader is written by another helper; the stand-in has the same records
-    ImageFolder = ToyImageFolder
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +68,7 @@ class _CountingModel(torch.nn.Module):
 
 
 def _predict(detector, folder: Path, out: Path, **kwargs):
-    return predict_folder(detector.model, detector.classes, ImageFolder(folder), root=folder, out_dir=out, **kwargs)
+    return batch_predict(detector.model, detector.classes, ImageFolder(folder), root=folder, out_dir=out, **kwargs)
 
 
 def test_checkpoint_loads_weights_only_and_matches_training(checkpoint: Path) -> None:
@@ -173,7 +169,7 @@ def test_interrupted_run_resumes_without_redoing_or_losing(checkpoint: Path, fol
 
 
 def test_out_inside_input_is_refused(checkpoint: Path, folder: Path) -> None:
-    with pytest.raises(ValueError, match="inside --input"):
+    with pytest.raises(ValueError, match="inside the input"):
         _predict(load_detector(checkpoint), folder, folder / "predictions")
 
 
@@ -184,7 +180,7 @@ def test_predict_script_end_to_end(checkpoint: Path, folder: Path, tmp_path: Pat
     out = tmp_path / "out"
     argv = ["--checkpoint", str(checkpoint), "--input", str(folder), "--out", str(out), "--num-workers", "0", "--no-progress"]
     assert script.main(argv) == 0
-    assert "3 files: 2 predicted now" in capsys.readouterr().out
+    assert "3 images: 2 predicted now" in capsys.readouterr().out
     assert len(json.loads((out / "predictions.json").read_text())) == 2
     assert script.main(argv) == 0
     assert "0 predicted now" in capsys.readouterr().out
@@ -204,6 +200,46 @@ def test_relative_input_path_gives_paths_relative_to_the_input(
 ) -> None:
     monkeypatch.chdir(folder.parent)
     detector = load_detector(checkpoint)
-    predict_folder(detector.model, detector.classes, ImageFolder("images"), root="images", out_dir="out", draw=False)
+    batch_predict(detector.model, detector.classes, ImageFolder("images"), root="images", out_dir="out", draw=False)
     images = json.loads((tmp_path / "out" / "images.json").read_text())
     assert [im["file_name"] for im in images["images"]] == ["a_rgb.jpg", "sub/b_gray.png"]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"detseg_{name}_script", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_instance_masks_flow_to_rle_and_mask_protocols(shapes_root, tmp_path: Path) -> None:
+    """A mask head's masks: RLE in predictions.json that pycocotools decodes to the predicted
+    masks, and ``evaluate.py --checkpoint`` scores them with ``coco_segm`` and ``region``."""
+    from pycocotools import mask as mask_utils
+    from system_toys import ToyMaskDetector
+
+    from datasets.shapes import SHAPE_CLASSES
+    from datasets.voc import VOCDetection
+    from detection.predictor import predict_images
+
+    torch.manual_seed(0)
+    model = ToyMaskDetector(num_classes=len(SHAPE_CLASSES))
+    config = {"class_path": "system_toys.ToyMaskDetector", "init_args": {"num_classes": len(SHAPE_CLASSES)}}
+    checkpoint = tmp_path / "mask.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "hyper_parameters": {"model": config, "classes": list(SHAPE_CLASSES)}}, checkpoint)  # fmt: skip
+    common = ["--checkpoint", str(checkpoint), "--allow-class-prefix", "system_toys.", "--shapes", str(shapes_root.root),
+              "--split", "val", "--num-workers", "0", "--no-progress"]  # fmt: skip
+    assert _script("predict").main([*common, "--out", str(tmp_path / "pred")]) == 0
+    results = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    reader = VOCDetection(shapes_root.voc_root, "val", classes=list(SHAPE_CLASSES))
+    expected = predict_images(model.eval(), [reader[i][0] for i in range(len(reader))])
+    assert len(results) == len(expected) and all("segmentation" in r for r in results)
+    for result in results:
+        decoded = mask_utils.decode({"size": result["segmentation"]["size"], "counts": result["segmentation"]["counts"].encode()})
+        assert np.array_equal(decoded, expected[result["image_id"]]["masks"][0].numpy().astype(np.uint8))
+    for protocol, key in (("coco_segm", "segm/map"), ("region", "map_r_50")):
+        out = tmp_path / protocol
+        assert _script("evaluate").main([*common, "--protocol", protocol, "--out", str(out)]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert key in metrics and 0.0 <= metrics[key] <= 1.0

@@ -8,12 +8,18 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from segmentation.metrics import ConfusionMatrix, confusion_metrics
 
 
+def _update(cm: ConfusionMatrix, pred: torch.Tensor, target: torch.Tensor, first_id: int = 0) -> None:
+    """``[N, H, W]`` maps -> the evaluator contract: one dict per image, ids from ``first_id``."""
+    ids = range(first_id, first_id + len(target))
+    cm.update([{"semantic": p} for p in pred], [{"semantic": t, "image_id": i} for t, i in zip(target, ids)])
+
+
 def test_hand_worked_four_numbers() -> None:
     # target row-major 2 x 4, one void pixel; 3 classes
     target = torch.tensor([[[0, 0, 1, 1], [2, 2, 2, 255]]])
     pred = torch.tensor([[[0, 1, 1, 1], [2, 2, 0, 1]]])
-    cm = ConfusionMatrix(3, class_names=["bg", "x", "y"])
-    cm.update(pred, target)
+    cm = ConfusionMatrix(classes=["x", "y"])
+    _update(cm, pred, target)
     np.testing.assert_array_equal(cm.matrix(), [[1, 1, 0], [0, 2, 0], [1, 0, 2]])
     m = cm.compute()
     assert m["pixel_accuracy"] == pytest.approx(5 / 7)
@@ -21,13 +27,13 @@ def test_hand_worked_four_numbers() -> None:
     ious = [1 / 3, 2 / 3, 2 / 3]  # bg: 1 / (2 + 2 - 1); x: 2 / (2 + 3 - 2); y: 2 / (3 + 2 - 2)
     assert m["mean_iou"] == pytest.approx(np.mean(ious))
     assert m["fw_iou"] == pytest.approx((2 * ious[0] + 2 * ious[1] + 3 * ious[2]) / 7)
-    assert m["iou/x"] == pytest.approx(2 / 3)
+    assert m["iou/x"] == pytest.approx(2 / 3) and m["iou/background"] == pytest.approx(1 / 3)
 
 
 def test_dataset_level_not_per_image_mean() -> None:
-    cm = ConfusionMatrix(2)
-    cm.update(torch.ones(1, 1, 1, dtype=torch.long), torch.ones(1, 1, 1, dtype=torch.long))  # 1 px right
-    cm.update(torch.zeros(1, 3, 3, dtype=torch.long), torch.ones(1, 3, 3, dtype=torch.long))  # 9 px wrong
+    cm = ConfusionMatrix(classes=["x"])
+    _update(cm, torch.ones(1, 1, 1, dtype=torch.long), torch.ones(1, 1, 1, dtype=torch.long))  # 1 px right
+    _update(cm, torch.zeros(1, 3, 3, dtype=torch.long), torch.ones(1, 3, 3, dtype=torch.long), first_id=1)  # 9 px wrong
     assert cm.compute()["pixel_accuracy"] == pytest.approx(1 / 10)  # per-image mean would be 0.5
 
 
@@ -36,9 +42,9 @@ def test_matches_torchmetrics_confusion_matrix() -> None:
     target = torch.randint(0, 5, (4, 16, 16), generator=rng)
     target[torch.rand(4, 16, 16, generator=rng) < 0.1] = 255
     pred = torch.randint(0, 5, (4, 16, 16), generator=rng)
-    cm = ConfusionMatrix(5)
-    cm.update(pred[:2], target[:2], image_ids=[0, 1])
-    cm.update(pred[2:], target[2:])
+    cm = ConfusionMatrix(classes=["a", "b", "c", "d"])
+    _update(cm, pred[:2], target[:2])
+    _update(cm, pred[2:], target[2:], first_id=2)
     reference = MulticlassConfusionMatrix(num_classes=5, ignore_index=255)(pred, target).numpy()
     np.testing.assert_array_equal(cm.matrix(), reference)
 
@@ -53,10 +59,10 @@ def test_absent_class_is_left_out_and_predicted_absent_class_counts_zero() -> No
 
 
 def test_bad_labels_and_duplicate_ids() -> None:
-    cm = ConfusionMatrix(3)
+    cm = ConfusionMatrix(classes=["x", "y"])
     with pytest.raises(ValueError, match="target labels"):
-        cm.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.full((1, 2, 2), 7))
-    cm.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.long), image_ids=[4])
-    cm.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.long), image_ids=[4])
+        _update(cm, torch.zeros(1, 2, 2, dtype=torch.long), torch.full((1, 2, 2), 7))
+    _update(cm, torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.long), first_id=4)
+    _update(cm, torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.long), first_id=4)
     with pytest.raises(ValueError, match="image_id 4"):
         cm.compute()

@@ -30,7 +30,9 @@ def test_voc_float_coordinates_difficult_and_class_list(tmp_path):
     torch.testing.assert_close(target["boxes"], torch.tensor([[0.5, 1.0, 10.25, 20.0], [4.0, 4.0, 30.0, 30.0]]))
     assert target["labels"].tolist() == [1, 2]
     assert target["difficult"].tolist() == [False, True]
-    assert VOCDetection(root, "train").classes == list(VOC_CLASSES)
+    assert VOCDetection(root, "train").classes == ["cat", "dog"]  # derived: sorted names in the split's XML
+    year_dir = write_voc(tmp_path / "VOCdevkit" / "VOC2007", {"a": [("dog", (5, 5, 30, 30), 0)]})
+    assert VOCDetection(year_dir, "train").classes == list(VOC_CLASSES)  # a VOC year directory: the devkit's 20
 
 
 def test_voc_instance_masks_agree_with_boxes(shapes_root):

@@ -5,7 +5,6 @@ with one dummy forward pass at construction; each stage ends where the stride ne
 changes, so ``c3``/``c4``/``c5`` are the last blocks at strides 8/16/32.
 """
 
-import os
 from collections import OrderedDict
 from typing import Literal
 
@@ -21,7 +20,7 @@ _PROBE_SIZE = 64
 
 class MobileNetV3(Backbone):
     def __init__(
-        self, *, size: Literal["large", "small"] = "large", weights: str | os.PathLike | None = None, frozen_stages: int = 0
+        self, *, size: Literal["large", "small"] = "large", weights: str | None = None, frozen_stages: int = 0
     ) -> None:
         builders = {"large": mobilenet_v3_large, "small": mobilenet_v3_small}
         model = builders[size](weights=None)

@@ -7,7 +7,6 @@
     c5    stride 32   512 / 2048  (layer4)
 """
 
-import os
 from collections import OrderedDict
 from typing import Literal
 
@@ -19,7 +18,7 @@ from detection.backbones.weights import load_weights
 
 
 class ResNet(Backbone):
-    def __init__(self, *, depth: Literal[18, 50] = 18, weights: str | os.PathLike | None = None, frozen_stages: int = 0) -> None:
+    def __init__(self, *, depth: Literal[18, 50] = 18, weights: str | None = None, frozen_stages: int = 0) -> None:
         builders = {18: resnet18, 50: resnet50}
         if depth not in builders:
             raise ValueError(f"depth must be 18 or 50, got {depth}")

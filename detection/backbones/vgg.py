@@ -10,7 +10,6 @@
 The classifier's fc6/fc7 become convolutions for FCN through :func:`vgg16_fc_as_conv`.
 """
 
-import os
 from collections import OrderedDict
 
 import torch
@@ -25,7 +24,7 @@ FC_CHANNELS = 4096
 
 
 class VGG16(Backbone):
-    def __init__(self, *, weights: str | os.PathLike | None = None, frozen_stages: int = 0, batch_norm: bool = False) -> None:
+    def __init__(self, *, weights: str | None = None, frozen_stages: int = 0, batch_norm: bool = False) -> None:
         arch = "vgg16_bn" if batch_norm else "vgg16"
         model = (vgg16_bn if batch_norm else vgg16)(weights=None)
         load_weights(model, weights, arch=arch)

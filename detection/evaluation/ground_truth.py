@@ -20,12 +20,14 @@ from datasets.boxes import xywh_to_xyxy
 @dataclass
 class GroundTruth:
     """``targets`` (numpy target dicts with ``image_id``), ``classes``, optional
-    ``label_to_category_id`` and ``image_names`` (image_id -> file stem, for VOC results files)."""
+    ``label_to_category_id``, ``image_names`` (image_id -> file stem, for VOC results files) and
+    ``image_files`` (image_id -> image file, relative to the image folder or absolute)."""
 
     classes: list[str]
     targets: list[dict[str, Any]]
     label_to_category_id: dict[int, int] | None = None
     image_names: dict[int, str] = field(default_factory=dict)
+    image_files: dict[int, str] = field(default_factory=dict)
 
 
 def _segm_to_rle(segmentation: Any, height: int, width: int) -> dict:
@@ -53,7 +55,7 @@ def coco_json_ground_truth(ann_file: str | Path, *, with_masks: bool = False) ->
         if ann["image_id"] not in per_image or ann["category_id"] not in category_to_label:
             raise ValueError(f"{path}: annotation {ann.get('id')} refers to an unknown image or category")
         per_image[ann["image_id"]].append(ann)
-    targets, names = [], {}
+    targets, names, files = [], {}, {}
     for image in data["images"]:
         anns = per_image[image["id"]]
         height, width = int(image["height"]), int(image["width"])
@@ -73,11 +75,13 @@ def coco_json_ground_truth(ann_file: str | Path, *, with_masks: bool = False) ->
             )
         targets.append(target)
         names[int(image["id"])] = Path(image.get("file_name", str(image["id"]))).stem
+        files[int(image["id"])] = str(image.get("file_name", ""))
     return GroundTruth(
         classes=[c["name"] for c in categories],
         targets=targets,
         label_to_category_id={label: cid for cid, label in category_to_label.items()},
         image_names=names,
+        image_files=files,
     )
 
 
@@ -86,15 +90,19 @@ def reader_ground_truth(dataset: Any, *, progress: Iterable[int] | None = None) 
     indices = progress if progress is not None else range(len(dataset))
     targets = []
     names: dict[int, str] = {}
+    files: dict[int, str] = {}
     ids = getattr(dataset, "ids", None) or getattr(dataset, "image_names", None)
     for i in indices:
         _, target = dataset.load(i)
         targets.append(target)
         if ids is not None:
             names[int(target["image_id"])] = str(ids[i])
+        if hasattr(dataset, "image_path"):
+            files[int(target["image_id"])] = str(dataset.image_path(i))
     return GroundTruth(
         classes=list(dataset.classes),
         targets=targets,
         label_to_category_id=getattr(dataset, "label_to_category_id", None),
         image_names=names,
+        image_files=files,
     )

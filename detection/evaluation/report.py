@@ -7,7 +7,8 @@ report::
                  protocol_text=evaluator.protocol_text())
 
 The per-class table is built from the flat metric keys ``<metric>/<class>`` (``ap_50/dog``,
-``ap/dog``, ``iou/dog`` ...), one column per metric, plus gt/detection counts from the curves.
+``segm/ap/dog``, ``iou/dog`` ...) whose suffix is a class name, one column per metric, plus
+gt/detection counts from the curves; every other key (``map``, ``segm/map`` ...) is a summary row.
 """
 
 import json
@@ -82,37 +83,32 @@ def _format(value: float) -> str:
     return f"{value:.4f}"
 
 
-def _split_key(key: str, known: Sequence[str]) -> tuple[str, str]:
-    """``"segm/ap/dog" -> ("segm/ap", "dog")``; a known class name may itself contain ``/``."""
-    matches = [name for name in known if key.endswith("/" + name)]
-    if matches:
-        name = max(matches, key=len)
-        return key[: -len(name) - 1], name
-    head, name = key.rsplit("/", 1)
-    return head, name
-
-
-def per_class_table(
-    metrics: Mapping[str, float], pr_curves: Mapping[str, PRCurve], class_names: Sequence[str] = ()
-) -> list[str]:
-    """Markdown table rows: one row per class, one column per ``<metric>/<class>`` family."""
-    columns: list[str] = []
-    rows: dict[str, dict[str, float]] = {}
-    known = [*class_names, *pr_curves]
+def split_metrics(metrics: Mapping[str, float], class_names: Sequence[str]) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """``(summary, per_class)``: a key ``<metric>/<class>`` with a known class name is per class
+    (``per_class[class][metric]``; ``segm/ap/dog`` -> ``segm/ap``), every other key is a summary
+    metric (``map``, ``segm/map``, ``iou/background`` when ``background`` is not a class name)."""
+    summary: dict[str, float] = {}
+    per_class: dict[str, dict[str, float]] = {name: {} for name in class_names}
     for key, value in metrics.items():
-        if "/" not in key:
-            continue
-        head, name = _split_key(key, known)
-        if head not in columns:
-            columns.append(head)
-        rows.setdefault(name, {})[head] = float(value)
-    names = list(dict.fromkeys([*rows, *pr_curves]))
+        matches = [name for name in class_names if key.endswith("/" + name)]
+        if matches:
+            name = max(matches, key=len)  # a class name may itself contain "/"
+            per_class[name][key[: -len(name) - 1]] = float(value)
+        else:
+            summary[key] = float(value)
+    return summary, {name: row for name, row in per_class.items() if row}
+
+
+def per_class_table(per_class: Mapping[str, Mapping[str, float]], pr_curves: Mapping[str, PRCurve]) -> list[str]:
+    """Markdown table rows: one row per class, one column per metric it has (plus gt/detection counts)."""
+    names = list(dict.fromkeys([*per_class, *pr_curves]))
     if not names:
         return []
+    columns = list(dict.fromkeys(metric for row in per_class.values() for metric in row))
     extra = ["gt", "detections"] if pr_curves else []
     lines = ["| class | " + " | ".join(columns + extra) + " |", "|---" * (1 + len(columns) + len(extra)) + "|"]
     for name in names:
-        cells = [_format(rows.get(name, {}).get(c, float("nan"))) for c in columns]
+        cells = [_format(per_class.get(name, {}).get(c, float("nan"))) for c in columns]
         if pr_curves:
             curve = pr_curves.get(name)
             cells += [str(curve.num_gt), str(curve.num_det)] if curve else ["", ""]
@@ -131,21 +127,22 @@ def write_report(
     confusion_names: Sequence[str] | None = None,
     details: Sequence[str] = (),
     class_names: Sequence[str] = (),
+    sections: Sequence[str] = (),
 ) -> Path:
     """Write ``metrics.json``, ``report.md``, ``pr_curves/<class>.png`` and (for segmentation)
     ``confusion_matrix.png`` into ``out_dir``. ``details``: extra lines (dataset, files, timing).
-    ``class_names`` tells class names containing ``/`` apart from metric prefixes in the keys.
-    Returns the path of ``report.md``."""
+    ``class_names`` tells per-class keys from summary metrics (``split_metrics``); ``sections``:
+    extra markdown lines appended at the end (e.g. the error analysis). Returns ``report.md``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_metrics_json(out_dir / "metrics.json", metrics)
     lines = [f"# {title}", "", "## Protocol", "", protocol_text, ""]
     if details:
         lines += [*(f"- {d}" for d in details), ""]
-    summary = {k: v for k, v in metrics.items() if "/" not in k}
+    summary, per_class = split_metrics(metrics, list(dict.fromkeys([*class_names, *pr_curves, *(confusion_names or ())])))
     lines += ["## Summary", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_format(float(v))} |" for k, v in summary.items()]
-    table = per_class_table(metrics, pr_curves, [*class_names, *(confusion_names or ())])
+    lines += [f"| {k} | {_format(v)} |" for k, v in summary.items()]
+    table = per_class_table(per_class, pr_curves)
     if table:
         lines += ["", "## Per class", "", *table]
     if pr_curves:
@@ -159,6 +156,8 @@ def write_report(
         names = list(confusion_names) if confusion_names is not None else [str(i) for i in range(len(confusion))]
         plot_confusion(out_dir / CONFUSION_PNG, confusion, names)
         lines += ["", "## Confusion matrix", "", f"![confusion matrix]({CONFUSION_PNG})"]
+    if sections:
+        lines += ["", *sections]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report

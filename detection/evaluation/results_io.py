@@ -42,7 +42,7 @@ def label_mapper(label_to_category_id: Mapping[int, int] | None) -> LabelToCateg
     return to_category
 
 
-def _rle_for_json(rle: dict) -> dict:
+def rle_for_json(rle: dict) -> dict:
     counts = rle["counts"]
     return {"size": [int(v) for v in rle["size"]], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
@@ -63,7 +63,7 @@ def coco_results(
         for k, (box, category, score) in enumerate(zip(xywh, categories, scores)):
             entry = {"image_id": record.image_id, "category_id": category, "bbox": box, "score": score}
             if masks is not None:
-                entry["segmentation"] = _rle_for_json(masks[k])
+                entry["segmentation"] = rle_for_json(masks[k])
             results.append(entry)
     return results
 

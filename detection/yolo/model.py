@@ -156,6 +156,7 @@ class YOLOv1(nn.Module):
         self.detections_per_image = detections_per_image
         # every image resized to image_size x image_size: the grid covers the whole input
         self.transform = build_transform(fixed_size=image_size, size_divisible=1)
+        backbone.truncate(feature)  # stages past the tap would run without gradients (DDP refuses them)
         self.backbone = backbone
         self.head = YOLOHead(
             in_channels=channels[feature],

@@ -1,0 +1,121 @@
+"""Fine-tuning from the ImageNet-pretrained EfficientNet-Lite0 on BCCD, in one time budget per config.
+
+    python scripts/bench_pretrained.py                     # 10 minutes of training per config
+    python scripts/bench_pretrained.py --minutes 0.5 --configs configs/faster_rcnn/bccd_pretrained.yaml
+
+For each config: ``scripts/train.py fit`` (a subprocess, ``--trainer.max_time`` = the budget; the
+config's own ``max_epochs`` still ends it earlier), then ``scripts/evaluate.py --checkpoint`` on
+the best checkpoint (test mAP@0.5, VOC area AP, report beside the run), then inference images/s at BCCD size (640 x 480, batch 1, the model's
+own transform, after warm-up). Default configs: Faster R-CNN pretrained and from scratch
+(``configs/faster_rcnn/bccd.yaml``, the same input size and RPN/RoI settings), and YOLO with the
+paper's FC head and with per-cell 1 x 1 convolutions. Run it on a quiet machine: other load
+changes every figure. Prints one row per config.
+"""
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIGS = [
+    "configs/faster_rcnn/bccd_pretrained.yaml",
+    "configs/faster_rcnn/bccd.yaml",
+    "configs/yolo/bccd_pretrained.yaml",
+    "configs/yolo/bccd_pretrained_conv.yaml",
+]
+BCCD_SIZE = (480, 640)  # (H, W)
+SPEED_WARMUP, SPEED_IMAGES = 3, 20
+
+
+def _max_time(minutes: float) -> str:
+    seconds = max(int(round(minutes * 60)), 1)
+    return f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _train(config: Path, out: Path, minutes: float, extra: list[str]) -> Path:
+    """Fit into ``out`` (its own run directory); returns the version directory."""
+    run_root = out / config.parent.name / config.stem
+    args = [
+        sys.executable, str(REPO / "scripts" / "train.py"), "fit", "--config", str(config),
+        "--trainer.max_time", _max_time(minutes), "--trainer.enable_progress_bar", "false",
+        f"--trainer.default_root_dir={run_root}", *extra,
+        "--trainer.logger", json.dumps([{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(run_root), "name": "csv"}}]),
+    ]
+    subprocess.run(args, cwd=REPO, check=True)
+    versions = sorted(run_root.glob("*/version_*"), key=lambda p: p.stat().st_mtime)
+    if not versions:
+        raise RuntimeError(f"no run directory under {run_root}")
+    return versions[-1]
+
+
+def _epochs(run: Path) -> int:
+    with open(run / "metrics.csv") as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f) if row.get("epoch")]
+    return max(epochs, default=-1) + 1
+
+
+def _test_map(config: Path, checkpoint: Path, report: Path) -> float:
+    """Test mAP@0.5 of ``checkpoint`` on the config's VOC-layout test split (``scripts/evaluate.py --checkpoint``)."""
+    data = yaml.safe_load(config.read_text())["data"]["init_args"]
+    args = [
+        sys.executable, str(REPO / "scripts" / "evaluate.py"), "--checkpoint", str(checkpoint), "--voc", str(REPO / data["root"]),
+        "--split", data.get("test_split", "test"), "--protocol", "voc", "--out", str(report), "--no-progress",
+    ]  # fmt: skip
+    subprocess.run(args, cwd=REPO, check=True, capture_output=True, text=True)
+    return float(json.loads((report / "metrics.json").read_text())["map_50"])
+
+
+def _images_per_second(checkpoint: Path) -> float:
+    sys.path.insert(0, str(REPO))
+    from detection.checkpoint import load_detector  # noqa: PLC0415 (the repo is on the path only here)
+
+    model = load_detector(checkpoint).model  # in eval mode
+    image = torch.rand(3, *BCCD_SIZE)
+    with torch.no_grad():
+        for _ in range(SPEED_WARMUP):
+            model([image])
+        start = time.perf_counter()
+        for _ in range(SPEED_IMAGES):
+            model([image])
+    return SPEED_IMAGES / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0, help="training budget per config (--trainer.max_time)")
+    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, help="configs to train, in order")
+    parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_pretrained", help="run directories go here")
+    parser.add_argument("--num-workers", type=int, default=1, help="DataLoader workers")
+    args = parser.parse_args(argv)
+    if (os.cpu_count() or 1) <= 2:
+        os.environ.setdefault("OMP_NUM_THREADS", "1")  # see the README: 2 threads on 2 shared cores stall
+
+    rows = []
+    for name in args.configs:
+        config = (REPO / name).resolve()
+        extra = [f"--data.init_args.num_workers={args.num_workers}"]
+        started = time.perf_counter()
+        run = _train(config, args.out, args.minutes, extra)
+        trained = time.perf_counter() - started
+        best = run / "checkpoints" / "best.ckpt"
+        rows.append((name, _epochs(run), trained / 60, _test_map(config, best, run / "report"), _images_per_second(best)))
+        print(f"{name}: {rows[-1][1]} epochs in {rows[-1][2]:.1f} min, test mAP@0.5 {rows[-1][3]:.3f}, "
+              f"{rows[-1][4]:.2f} images/s", flush=True)
+
+    print(f"\nBCCD, {args.minutes:g} min of training per config, test split, {BCCD_SIZE[1]}x{BCCD_SIZE[0]} images/s (batch 1)")
+    print(f"{'config':<45} {'epochs':>6} {'min':>5} {'mAP@0.5':>8} {'img/s':>7}")
+    for name, epochs, minutes, map50, speed in rows:
+        print(f"{name:<45} {epochs:>6} {minutes:>5.1f} {map50:>8.3f} {speed:>7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
