@@ -37,7 +37,7 @@ SHAPES_HEAD = dict(num_classes=4, feature="c3", min_size=128, max_size=128, rois
                    representation_size=256, score_thresh=0.0)
 
 
-def _per_image(fn: Callable[[Tensor], object], images: list[Tensor]) -> float:
+def seconds_per_image(fn: Callable[[Tensor], object], images: list[Tensor]) -> float:
     with torch.inference_mode():
         fn(images[0])  # warm-up
         start = time.perf_counter()
@@ -79,7 +79,7 @@ def main() -> None:
             measures[f"{mode}/network"] = lambda im, m=cached: m([im])
             measures[f"{mode}/total"] = lambda im, m=on_the_fly: m([im])
         # Every measure once per round, rounds interleaved; the best round of each (load varies).
-        rounds = [{name: _per_image(fn, images) for name, fn in measures.items()} for _ in range(ROUNDS)]
+        rounds = [{name: seconds_per_image(fn, images) for name, fn in measures.items()} for _ in range(ROUNDS)]
     best = {name: min(r[name] for r in rounds) for name in measures}
 
     print(f"{len(images)} shapes {args.split} images at 128 px, batch 1, {torch.get_num_threads()} torch threads, "
