@@ -193,8 +193,8 @@ class DetectionDataModule(L.LightningDataModule):
             return train_transforms(crop_size=self.crop_size)
         return None  # evaluation: the model's transform resizes; metrics see the files as they are
 
-    def _build(self, stage: str, root: Path) -> DetectionDataset:
-        split, transforms = self.splits[stage], self._transforms(stage)
+    def _build(self, stage: str, root: Path, *, augment: bool = True) -> DetectionDataset:
+        split, transforms = self.splits[stage], self._transforms(stage) if augment else None
         semantic = self.task == "semantic"
         if self.format == "coco":
             ann_file = root / "annotations" / f"instances_{split}.json"
@@ -228,6 +228,13 @@ class DetectionDataModule(L.LightningDataModule):
         if stage not in self.datasets:
             self.setup("fit" if stage == "train" else stage)
         return self.datasets[stage]
+
+    def unaugmented(self, stage: str) -> Dataset:
+        """The split's images without random augmentation, in the same order (e.g. R-CNN's feature
+        pass over the training images after fine-tuning); every root for ``train``, as ``setup``."""
+        self.prepare_data()
+        parts = [self._build(stage, root, augment=False) for root in (self.roots if stage == "train" else self.roots[:1])]
+        return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
     def _skip_bad_training_images(self) -> None:
         """Training readers skip unreadable images into one list (see ``max_bad_fraction``)."""

@@ -1,1 +1,1 @@
-"""Semantic segmentation: FCN, its Lightning system, metrics and palette output."""
+"""Semantic segmentation: FCN (the shared detector contract, with `semantic` maps) and the confusion-matrix evaluator."""

@@ -41,11 +41,11 @@ class VGG16(Backbone):
         stages["pool5"] = layers[pools[4]]
         taps = {"pool3": (8, 256), "pool4": (16, 512), "conv5_3": (16, 512), "pool5": (32, 512)}
         super().__init__(stages=stages, taps=taps, frozen_stages=frozen_stages)
-        self._classifier_state = {k: v.clone() for k, v in model.classifier.state_dict().items()} if weights else None
+        self.classifier_state = {k: v.clone() for k, v in model.classifier.state_dict().items()} if weights else None
 
     def fc_as_conv(self, padding: int = 0) -> nn.Sequential:
         """fc6/fc7 as 7x7 and 1x1 convolutions (ReLU + dropout), from this model's classifier weights if loaded."""
-        return vgg16_fc_as_conv(self._classifier_state, padding=padding)
+        return vgg16_fc_as_conv(self.classifier_state, padding=padding)
 
 
 def vgg16_fc_as_conv(classifier_state: dict[str, torch.Tensor] | None = None, padding: int = 0) -> nn.Sequential:

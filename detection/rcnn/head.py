@@ -57,7 +57,7 @@ class RegionNet(nn.Module):
 
     def _init_from_imagenet_classifier(self, backbone: Backbone) -> None:
         """Copy VGG-16's ImageNet fc6/fc7 when the backbone carries them and the shapes agree."""
-        if getattr(backbone, "_classifier_state", None) is None or not hasattr(backbone, "fc_as_conv"):
+        if getattr(backbone, "classifier_state", None) is None or not hasattr(backbone, "fc_as_conv"):
             return
         fc = backbone.fc_as_conv()  # nn.Sequential(fc6, ReLU, Dropout2d, fc7, ReLU, Dropout2d)
         fc6_conv, fc7_conv = fc[0], fc[3]

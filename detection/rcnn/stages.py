@@ -25,7 +25,6 @@ longer than the process group's timeout (Lightning's ``DDPStrategy(timeout=...)`
 default): raise it in the config's ``trainer.strategy`` for such runs.
 """
 
-import inspect
 from pathlib import Path
 
 import lightning as L
@@ -54,13 +53,10 @@ STATE_PREFIX = "model."  # DetectionSystem holds the detector as `self.model`
 
 
 def unaugmented_training_set(datamodule: L.LightningDataModule) -> Dataset:
-    """The training split as ``(image, target)`` samples without random augmentation."""
-    hparams = getattr(datamodule, "hparams", {})
-    if "augment" in hparams and hasattr(datamodule, "dataset"):
-        accepted = inspect.signature(type(datamodule)).parameters  # LightningCLI adds e.g. `_class_path`
-        init_args = {k: v for k, v in hparams.items() if k in accepted}
-        clone = type(datamodule)(**{**init_args, "augment": False})
-        return clone.dataset("train")
+    """The training split as ``(image, target)`` samples without random augmentation
+    (``DetectionDataModule.unaugmented``; another data module's training set as it is)."""
+    if hasattr(datamodule, "unaugmented"):
+        return datamodule.unaugmented("train")
     return datamodule.train_dataloader().dataset
 
 
