@@ -1,0 +1,257 @@
+"""OverFeat (Sermanet et al. 2013): dense sliding-window classification and box regression,
+multi-scale, merged greedily. Honours the detector contract (``docs/ARCHITECTURE.md``).
+
+Shape letters: ``N`` images, ``C`` foreground classes, ``B`` boxes per position (1 or ``C``),
+``Ho, Wo`` output positions at one scale, ``P = Ho * Wo``, ``R`` candidate boxes of a class.
+
+Data flow:
+1. ``transform``: resize to a square scale (``train_scales`` picks one per training batch,
+   uniformly; every ``test_scales`` entry at test), normalise, batch;
+2. ``OverFeatNet``: the classifier and the regressor at every window position in one pass
+   (FC layers as convolutions, offset pooling; ``detection.overfeat.network``);
+3. training: targets per window (``detection.overfeat.targets``), cross-entropy + L2 box loss;
+4. test: per scale the top-k classes by spatial max, every position's box for them; the union
+   over scales, mapped back to the original image, merged per class (``detection.overfeat.merge``).
+
+Two modes:
+
+- ``localization`` (one object, ILSVRC cls-loc): no background; channel 0 of the classifier is
+  masked to ``-inf``. Training at ``train_scales = [window_size]`` is the simple scheme: the
+  whole resized image is one window whose label and box are its object; larger training scales
+  add windows that cover >= 50 % of the object.
+- ``detection``: class 0 is background. Windows are positives / negatives by IoU
+  (``targets.window_targets``); every positive and the hardest negatives (the highest
+  background loss, "interesting negatives selected on the fly" in the paper, up to
+  ``NEGATIVES_PER_POSITIVE`` per positive and at least ``MIN_NEGATIVES`` per image) enter the
+  cross-entropy.
+
+Losses: ``loss_classifier`` = CE over the selected windows; ``loss_box_reg`` = the paper's L2
+(squared error summed over the 4 edges, in window units) averaged over positive windows, x
+``box_loss_weight``; an image without objects gives zero box loss. ``regression="frozen"`` stops
+the box loss at the shared features (the paper trains the regressor on frozen feature layers;
+here both losses train together, but only the classification loss shapes the features);
+``"joint"`` lets it train them too.
+
+Test (paper sec. 4.3): class scores are softmax probabilities; at each scale the ``top_k_classes``
+classes with the highest spatial max give every position's box (regressed for that class, or the
+class-agnostic one) scored by that position's probability of the class; the best
+``pre_merge_top_n`` per class and scale are kept; the union over scales is merged per class with
+``greedy_merge`` (a merged box scores the sum of its members). Horizontal flips are not used.
+"""
+
+import random
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detection.backbones.base import Backbone
+from detection.overfeat.merge import MERGE_THRESHOLD, greedy_merge
+from detection.overfeat.network import OverFeatNet
+from detection.overfeat.targets import IGNORE, decode_edges, window_targets
+from detection.transform import build_transform
+
+BACKGROUND = 0
+NEGATIVES_PER_POSITIVE = 3  # hard negatives per positive window (detection mode)
+MIN_NEGATIVES = 4  # per image, so an image without objects still teaches background
+POSITIVE_IOU = 0.4  # detection mode: window IoU with the object for a positive
+NEGATIVE_IOU = 0.2  # detection mode: max IoU below which a window is background
+
+
+def select_hard_negatives(losses: Tensor, negative: Tensor, num_positive: int) -> Tensor:
+    """``losses [P]``, ``negative [P]`` bool -> bool ``[P]``: the highest-loss negatives."""
+    count = min(int(negative.sum()), max(NEGATIVES_PER_POSITIVE * num_positive, MIN_NEGATIVES))
+    keep = torch.zeros_like(negative)
+    if count > 0:
+        masked = torch.where(negative, losses.detach(), torch.full_like(losses, -float("inf")))
+        keep[torch.topk(masked, count).indices] = True
+    return keep
+
+
+class OverFeat(nn.Module):
+    """``model(images, targets)``: a loss dict in training, detections per image in eval.
+
+    Args (besides ``OverFeatNet``'s ``backbone, num_classes, feature, window_size, pool_size,
+    offset_pooling, class_agnostic, hidden``):
+        mode: ``localization`` or ``detection`` (module docstring).
+        regression: ``frozen`` or ``joint`` (module docstring).
+        train_scales, test_scales: square input sizes in pixels, each >= ``window_size``
+            (default ``[window_size]``).
+        top_k_classes: classes kept per scale at test.
+        pre_merge_top_n: boxes kept per class and scale before merging.
+        score_threshold: boxes with a lower class probability are dropped before merging.
+        merge_threshold: ``greedy_merge``'s threshold.
+        detections_per_img: the most detections returned per image.
+        positive_iou, negative_iou: detection mode's window assignment.
+        box_loss_weight: the weight of ``loss_box_reg``.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        num_classes: int,
+        mode: Literal["localization", "detection"] = "localization",
+        feature: str = "c4",
+        window_size: int = 128,
+        pool_size: int = 2,
+        offset_pooling: bool = True,
+        class_agnostic: bool = True,
+        hidden: int = 256,
+        regression: Literal["frozen", "joint"] = "joint",
+        train_scales: list[int] | None = None,
+        test_scales: list[int] | None = None,
+        top_k_classes: int = 1,
+        pre_merge_top_n: int = 50,
+        score_threshold: float = 0.0,
+        merge_threshold: float = MERGE_THRESHOLD,
+        detections_per_img: int = 100,
+        positive_iou: float = POSITIVE_IOU,
+        negative_iou: float = NEGATIVE_IOU,
+        box_loss_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if mode not in ("localization", "detection"):
+            raise ValueError(f"mode must be 'localization' or 'detection', got {mode!r}")
+        if regression not in ("frozen", "joint"):
+            raise ValueError(f"regression must be 'frozen' or 'joint', got {regression!r}")
+        self.train_scales = list(train_scales or [window_size])
+        self.test_scales = list(test_scales or [window_size])
+        small = [s for s in self.train_scales + self.test_scales if s < window_size]
+        if small:
+            raise ValueError(f"scales {small} are smaller than window_size {window_size}")
+        if not 1 <= top_k_classes <= num_classes:
+            raise ValueError(f"top_k_classes must be in 1..{num_classes}, got {top_k_classes}")
+        self.net = OverFeatNet(
+            backbone=backbone,
+            num_classes=num_classes,
+            feature=feature,
+            window_size=window_size,
+            pool_size=pool_size,
+            offset_pooling=offset_pooling,
+            class_agnostic=class_agnostic,
+            hidden=hidden,
+            detach_regressor=regression == "frozen",
+        )
+        self.num_classes = num_classes
+        self.mode = mode
+        self.window_size = window_size
+        self.top_k_classes = top_k_classes
+        self.pre_merge_top_n = pre_merge_top_n
+        self.score_threshold = score_threshold
+        self.merge_threshold = merge_threshold
+        self.detections_per_img = detections_per_img
+        self.positive_iou = positive_iou if mode == "detection" else 0.0
+        self.negative_iou = negative_iou if mode == "detection" else None
+        self.box_loss_weight = box_loss_weight
+        scales = sorted(set(self.train_scales + self.test_scales))
+        # Every image of a scale is resized to the same square: no padding (size_divisible=1),
+        # so no window looks at padding.
+        self.transforms = nn.ModuleDict({str(s): build_transform(fixed_size=s, size_divisible=1) for s in scales})
+
+    # ----------------------------------------------------------------------------- shared
+    def _class_logits(self, class_logits: Tensor) -> Tensor:
+        """Localization mode has no background: mask class 0 out (``[..., C+1, ...]`` dim 1)."""
+        if self.mode == "detection":
+            return class_logits
+        mask = torch.zeros(class_logits.shape[1], dtype=torch.bool, device=class_logits.device)
+        mask[BACKGROUND] = True
+        return class_logits.masked_fill(mask.view(1, -1, *([1] * (class_logits.ndim - 2))), -float("inf"))
+
+    def _origins(self, height: int, width: int, device: torch.device) -> Tensor:
+        return self.net.window_origins(height, width, device).reshape(-1, 2)  # [Ho, Wo, 2] -> [P, 2]
+
+    # ----------------------------------------------------------------------------- train
+    def _losses(self, images: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        class_logits, box_edges = self.net(images)  # [N, C+1, Ho, Wo], [N, B, 4, Ho, Wo]
+        n, _, height, width = class_logits.shape
+        origins = self._origins(height, width, images.device)  # [P, 2]
+        logits = self._class_logits(class_logits).flatten(2).transpose(1, 2)  # [N, C+1, P] -> [N, P, C+1]
+        edges = box_edges.flatten(3).permute(0, 3, 1, 2)  # [N, B, 4, P] -> [N, P, B, 4]
+        ce_terms, box_terms, ce_count, box_count = [], [], 0, 0
+        for i, target in enumerate(targets):
+            labels, gt_edges, positive = window_targets(
+                target["boxes"], target["labels"], origins, self.window_size,
+                positive_iou=self.positive_iou, negative_iou=self.negative_iou,
+            )
+            ce = F.cross_entropy(logits[i], labels.clamp(min=0), reduction="none")  # [P]
+            selected = positive.clone()
+            if self.negative_iou is not None:
+                selected |= select_hard_negatives(ce, labels == BACKGROUND, int(positive.sum()))
+            selected &= labels != IGNORE
+            ce_terms.append(ce[selected].sum())
+            ce_count += int(selected.sum())
+            box_index = (labels - 1).clamp(min=0) if edges.shape[2] > 1 else torch.zeros_like(labels)
+            pred = edges[i, torch.arange(len(labels), device=labels.device), box_index]  # [P, 4]
+            squared = (pred - gt_edges).pow(2).sum(-1)  # paper: L2 loss on the 4 edges
+            box_terms.append(squared[positive].sum())
+            box_count += int(positive.sum())
+        zero = class_logits.sum() * 0.0 + box_edges.sum() * 0.0  # keeps every output in the graph
+        return {
+            "loss_classifier": zero + torch.stack(ce_terms).sum() / max(ce_count, 1),
+            "loss_box_reg": zero + self.box_loss_weight * torch.stack(box_terms).sum() / max(box_count, 1),
+        }
+
+    # ----------------------------------------------------------------------------- test
+    def _candidates(self, image: Tensor, scale: int) -> tuple[Tensor, Tensor, Tensor]:
+        """One image at one scale -> ``boxes [R, 4]`` original pixels, ``labels [R]``, ``scores [R]``."""
+        transform = self.transforms[str(scale)]
+        image_list, _ = transform([image])
+        class_logits, box_edges = self.net(image_list.tensors)  # [1, C+1, Ho, Wo], [1, B, 4, Ho, Wo]
+        _, _, height, width = class_logits.shape
+        origins = self._origins(height, width, image.device)  # [P, 2]
+        probs = self._class_logits(class_logits).softmax(dim=1)[0].flatten(1)  # [C+1, P]
+        edges = box_edges[0].flatten(2).permute(0, 2, 1)  # [B, 4, P] -> [B, P, 4]
+        spatial_max = probs[1:].max(dim=1).values  # [C]
+        top_classes = torch.topk(spatial_max, self.top_k_classes).indices + 1  # labels 1..C
+        boxes, labels, scores = [], [], []
+        for label in top_classes.tolist():
+            class_edges = edges[label - 1] if edges.shape[0] > 1 else edges[0]  # [P, 4]
+            class_scores = probs[label]  # [P]
+            keep = torch.topk(class_scores, min(self.pre_merge_top_n, len(class_scores))).indices
+            keep = keep[class_scores[keep] >= self.score_threshold]
+            decoded = decode_edges(class_edges[keep], origins[keep], self.window_size)  # [R, 4]
+            corners = decoded.view(-1, 2, 2)  # [R, 4] -> [R, (x1 y1 | x2 y2), 2]: order crossed edges
+            boxes.append(torch.cat([corners.min(dim=1).values, corners.max(dim=1).values], dim=1))
+            labels.append(torch.full((len(keep),), label, dtype=torch.int64, device=image.device))
+            scores.append(class_scores[keep])
+        resized = {"boxes": torch.cat(boxes)}
+        (original,) = transform.postprocess([resized], image_list.image_sizes, [tuple(image.shape[-2:])])
+        height_px, width_px = image.shape[-2:]
+        clipped = original["boxes"].clone()
+        clipped[:, 0::2] = clipped[:, 0::2].clamp(0, width_px)
+        clipped[:, 1::2] = clipped[:, 1::2].clamp(0, height_px)
+        return clipped, torch.cat(labels), torch.cat(scores)
+
+    def _detect(self, image: Tensor) -> dict[str, Tensor]:
+        parts = [self._candidates(image, scale) for scale in self.test_scales]
+        boxes = torch.cat([p[0] for p in parts])
+        labels = torch.cat([p[1] for p in parts])
+        scores = torch.cat([p[2] for p in parts])
+        out_boxes, out_labels, out_scores = [], [], []
+        for label in labels.unique().tolist():
+            member = labels == label
+            merged_boxes, merged_scores = greedy_merge(boxes[member], scores[member], threshold=self.merge_threshold)
+            out_boxes.append(merged_boxes)
+            out_scores.append(merged_scores)
+            out_labels.append(torch.full((len(merged_scores),), label, dtype=torch.int64, device=image.device))
+        result_boxes = torch.cat(out_boxes) if out_boxes else image.new_zeros(0, 4)
+        result_scores = torch.cat(out_scores) if out_scores else image.new_zeros(0)
+        result_labels = torch.cat(out_labels) if out_labels else torch.zeros(0, dtype=torch.int64, device=image.device)
+        order = torch.argsort(result_scores, descending=True)[: self.detections_per_img]
+        return {
+            "boxes": result_boxes[order].float(),
+            "labels": result_labels[order],
+            "scores": result_scores[order].float(),
+        }
+
+    # ----------------------------------------------------------------------------- contract
+    def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
+        if self.training:
+            if targets is None:
+                raise ValueError("targets are required in training mode")
+            scale = random.choice(self.train_scales) if len(self.train_scales) > 1 else self.train_scales[0]
+            image_list, targets = self.transforms[str(scale)](images, targets)
+            return self._losses(image_list.tensors, targets)
+        return [self._detect(image) for image in images]
