@@ -107,6 +107,12 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         raise NotImplementedError
 
+    @property
+    def image_ids(self) -> list[int]:
+        """The ``image_id`` of every item, in order, without reading anything: the index in split
+        order (``docs/ARCHITECTURE.md``); a reader with its own ids (COCO) overrides this."""
+        return list(range(len(self)))
+
     def load(self, index: int) -> tuple[np.ndarray, Target]:
         raise NotImplementedError
 

@@ -130,6 +130,10 @@ class COCODetection(DetectionDataset):
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def image_ids(self) -> list[int]:
+        return [int(i) for i in self.ids]
+
     def image_path(self, index: int) -> Path:
         info = self.coco.imgs[self.ids[index]]
         return resolve_inside(self.image_root, info["file_name"])

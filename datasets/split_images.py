@@ -2,9 +2,9 @@
 
 ``SplitImages(reader)`` turns any reader (``VOCDetection``, ``VOCSegmentation``,
 ``COCODetection``) into the records batch inference takes (``datasets.folder.ImageRecord``):
-the decoded image, its file, and the reader's ``image_id`` (COCO's id for COCO, the index in
-split order otherwise; ``docs/ARCHITECTURE.md``), so that ``predictions.json`` written from a
-split is scored by ``scripts/evaluate.py`` against the same split. An image the reader refuses
+the decoded image, its file, and the reader's ``image_id`` (``DetectionDataset.image_ids``), so
+that ``predictions.json`` written from a split is scored by ``scripts/evaluate.py`` against the
+same split. An image the reader refuses
 is returned with its error (batch inference lists it in ``errors.txt``).
 """
 
@@ -13,16 +13,8 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from datasets.base import DetectionDataset
-from datasets.coco import COCODetection
 from datasets.errors import DatasetError
 from datasets.folder import ImageRecord
-
-
-def reader_image_ids(reader: DetectionDataset) -> list[int]:
-    """The ``image_id`` every item of ``reader`` carries, without reading anything."""
-    if isinstance(reader, COCODetection):
-        return [int(i) for i in reader.ids]
-    return list(range(len(reader)))
 
 
 class SplitImages(Dataset):
@@ -33,7 +25,7 @@ class SplitImages(Dataset):
             raise ValueError("predict a split without augmentation: the reader must have no transforms")
         self.reader = reader
         self.paths: list[Path] = [reader.image_path(i) for i in range(len(reader))]
-        self.image_ids = reader_image_ids(reader)
+        self.image_ids = reader.image_ids
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -46,7 +46,7 @@ def has_dataset(args: argparse.Namespace) -> bool:
     return any(getattr(args, name) is not None for name in ("voc", "coco_ann", "shapes"))
 
 
-def voc_root_and_classes(args: argparse.Namespace, default: list[str] | None = None) -> tuple[Path, list[str]]:
+def _voc_root_and_classes(args: argparse.Namespace, default: list[str] | None = None) -> tuple[Path, list[str]]:
     """The VOC-layout root and class names: ``--classes``, else ``default``, else VOC's (shapes: theirs)."""
     if args.shapes is not None:
         return args.shapes / "VOC", list(SHAPE_CLASSES)
@@ -60,7 +60,7 @@ def open_split(args: argparse.Namespace, *, task: Task, with_masks: bool = False
             raise ValueError("--coco-ann needs --images (the folder of the annotation file's images)")
         reader = COCODetection(args.images, args.coco_ann, with_masks=with_masks, with_semantic=task == "semantic")
         return Split(reader=reader, images_root=args.images, source=args.coco_ann, label_to_category_id=reader.label_to_category_id)
-    root, names = voc_root_and_classes(args, classes)
+    root, names = _voc_root_and_classes(args, classes)
     if task == "semantic":
         reader = VOCSegmentation(root, args.split, classes=names)
     else:

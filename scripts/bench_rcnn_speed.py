@@ -17,7 +17,6 @@ reports 47 s vs 0.32 s per VOC image with VGG-16 on a GPU (Fast R-CNN, table 4).
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")

@@ -46,9 +46,8 @@ from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from datasets.safe_io import read_image  # noqa: E402
-from datasets.split_images import SplitImages, reader_image_ids  # noqa: E402
-from datasets.voc import VOCDetection  # noqa: E402
-from detection.dataset_cli import add_dataset_arguments, open_split, voc_root_and_classes  # noqa: E402
+from datasets.split_images import SplitImages  # noqa: E402
+from detection.dataset_cli import add_dataset_arguments, open_split  # noqa: E402
 from detection.evaluation.cls_loc import ClsLocEvaluator  # noqa: E402
 from detection.evaluation.coco_eval import COCOEvaluator, class_pr_curves, evaluate_annotation_file, summary_metrics  # noqa: E402
 from detection.evaluation.error_analysis import CATEGORIES, analyse_errors  # noqa: E402
@@ -125,9 +124,8 @@ def predict_split(args: argparse.Namespace) -> str:
 def load_ground_truth(args: argparse.Namespace, *, with_masks: bool) -> GroundTruth:
     if args.coco_ann is not None:
         return coco_json_ground_truth(args.coco_ann, with_masks=with_masks)
-    root, classes = voc_root_and_classes(args)
-    dataset = VOCDetection(root, args.split, classes=classes, with_masks=with_masks)
-    return reader_ground_truth(dataset, progress=tqdm(range(len(dataset)), desc="ground truth", unit="img", disable=args.no_progress))
+    reader = open_split(args, task="detection", with_masks=with_masks).reader
+    return reader_ground_truth(reader, progress=tqdm(range(len(reader)), desc="ground truth", unit="img", disable=args.no_progress))
 
 
 def _dense_masks(rles: list[dict], height: int, width: int) -> np.ndarray:
@@ -195,7 +193,10 @@ def evaluate_detection(args: argparse.Namespace, details: list[str]) -> Path:
     if unknown:
         raise ValueError(f"{args.predictions}: {len(unknown)} image ids are not in the dataset, e.g. {unknown[:5]}")
     evaluator = make_evaluator(args.protocol, gt)
-    records: list[ImageRecord] = []  # for --voc-results and the error analysis
+    # The box evaluators keep every detection as records (sorted by image id), which --voc-results
+    # and the error analysis reuse; cls_loc (top guesses only) and region build their own for --voc-results.
+    evaluator_records = args.protocol in ERROR_ANALYSIS_PROTOCOLS
+    records: list[ImageRecord] = []
     empty = {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64), "scores": np.zeros(0)}
     for target in tqdm(gt.targets, desc="matching", unit="img", disable=args.no_progress):
         pred = dict(predictions.get(int(target["image_id"]), empty))
@@ -203,7 +204,8 @@ def evaluate_detection(args: argparse.Namespace, details: list[str]) -> Path:
             height, width = target["masks"].shape[-2:]
             pred["masks"] = _dense_masks(pred.pop("masks_rle", []), height, width)
         evaluator.update([pred], [target])
-        records += make_records([pred], [target], num_classes=len(gt.classes))
+        if args.voc_results is not None and not evaluator_records:
+            records += make_records([pred], [target], num_classes=len(gt.classes))
     start = time.perf_counter()
     official = args.coco_ann is not None and args.protocol in ("coco", "coco_segm")
     if official:  # the annotation file itself is the ground truth, exactly as pycocotools reads it
@@ -217,9 +219,9 @@ def evaluate_detection(args: argparse.Namespace, details: list[str]) -> Path:
         metrics = evaluator.compute()
         curves = evaluator.pr_curves()
     seconds = time.perf_counter() - start
+    records = evaluator.records() if evaluator_records else sorted(records, key=lambda r: r.image_id)  # VOCEvaluator's tie order
     if args.voc_results is not None:
         names = gt.image_names or {int(t["image_id"]): str(t["image_id"]) for t in gt.targets}
-        records.sort(key=lambda r: r.image_id)  # the order VOCEvaluator ranks ties in
         write_voc_results(args.voc_results, records, classes=gt.classes, image_names=names, image_set=args.split)
     source = args.coco_ann or args.voc or args.shapes
     details += [
@@ -247,7 +249,7 @@ def evaluate_segmentation(args: argparse.Namespace, details: list[str]) -> Path:
     split = open_split(args, task="semantic", classes=args.classes)
     reader = split.reader
     matrix = ConfusionMatrix(classes=reader.classes, ignore_index=VOID_LABEL)
-    image_ids = reader_image_ids(reader)
+    image_ids = reader.image_ids
     index_of = {image_id: i for i, image_id in enumerate(image_ids)}
 
     def truth(image_id: int) -> np.ndarray:

@@ -13,6 +13,7 @@ from datasets.errors import DatasetError
 from datasets.folder import ImageFolder
 from datasets.safe_io import read_image
 from datasets.voc import VOCDetection
+from script_loader import load_script
 
 BILLION_LAUGHS = """<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
@@ -113,17 +114,6 @@ def test_coco_annotation_for_unknown_image_or_category(tmp_path):
     _raises_naming(ann, lambda: COCODetection(tmp_path / "images", ann), "unknown category id")
 
 
-def _train_script():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
-    spec = importlib.util.spec_from_file_location("detseg_train_script_bad_input", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _voc_with_one_unreadable_image(tmp_path, count: int = 6):
     images = {f"im{i}": [("cat" if i % 2 else "dog", (5, 5, 30, 25), 0)] for i in range(count)}
     root = write_voc(tmp_path / "voc", images)
@@ -147,7 +137,7 @@ def _fit(root, tmp_path, *extra: str):
     }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
-    return _train_script().main(["fit", "--config", str(path), *extra])
+    return load_script("train").main(["fit", "--config", str(path), *extra])
 
 
 def test_a_training_epoch_skips_an_unreadable_image_and_lists_it(tmp_path):

@@ -1,6 +1,5 @@
 """Own data: class names and ``num_classes`` come from the data; ``weights null`` on the command line."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,15 +13,8 @@ from datasets.datamodule import DetectionDataModule
 from datasets.errors import DatasetError
 from datasets.voc import VOC_CLASSES
 from detection.backbones.efficientnet import packaged_weights_path
+from script_loader import load_script
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _train_script():
-    spec = importlib.util.spec_from_file_location("detseg_train_script_classes", REPO / "scripts" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -96,10 +88,10 @@ def _config(tmp_path: Path, root: Path, model: dict) -> Path:
 
 def test_num_classes_left_out_of_the_config_comes_from_the_data(own_voc, tmp_path):
     config = _config(tmp_path, own_voc, {"class_path": "detection.tiny.TinyDetector", "init_args": {"image_size": 32}})
-    cli = _train_script().main(["fit", "--config", str(config), "--trainer.fast_dev_run", "1"])
+    cli = load_script("train").main(["fit", "--config", str(config), "--trainer.fast_dev_run", "1"])
     assert cli.model.model.num_classes == 3 and cli.model.classes == ["ant", "cow", "zebra"]
     with pytest.raises(ValueError, match=r"num_classes=4 but the data has 3 foreground classes \['ant', 'cow', 'zebra'\].*set it to 3"):
-        _train_script().main(["fit", "--config", str(config), "--model.model.init_args.num_classes", "4", "--trainer.fast_dev_run", "1"])
+        load_script("train").main(["fit", "--config", str(config), "--model.model.init_args.num_classes", "4", "--trainer.fast_dev_run", "1"])
 
 
 def test_weights_null_on_the_command_line_trains_from_random_weights(own_voc, tmp_path):
@@ -109,7 +101,7 @@ def test_weights_null_on_the_command_line_trains_from_random_weights(own_voc, tm
     }
     config = _config(tmp_path, own_voc, model)
     stem = torch.load(packaged_weights_path(), map_location="cpu", weights_only=True)["_conv_stem.weight"]
-    train = _train_script()
+    train = load_script("train")
     scale = stem.abs().mean()
 
     def distance(cli) -> float:  # from the packaged weights, after one training step

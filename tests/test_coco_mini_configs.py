@@ -7,12 +7,12 @@ batches, random backbone weights given as ``weights null`` on the command line (
 to train from scratch), logger off.
 """
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 COCO_CONFIGS = sorted((REPO / "configs").glob("*/coco2017.yaml"))
@@ -27,13 +27,6 @@ SMALL = {
     "localization": {"image_size": 64},
     "fcn": {},
 }
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"detseg_{name}_coco_mini", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _val_subset(root: Path, path: Path, images: int = 2) -> Path:
@@ -68,7 +61,7 @@ def test_coco2017_config_fits_and_predicts_on_coco_mini(config, shared_data, tmp
     if head == "fcn":
         overrides += ["--data.init_args.crop_size=96"]
     run = tmp_path / "run"
-    cli = _script("train").main([
+    cli = load_script("train").main([
         "fit", "--config", str(config), *overrides,
         f"{MODEL}backbone.init_args.weights", "null",
         "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
@@ -83,7 +76,7 @@ def test_coco2017_config_fits_and_predicts_on_coco_mini(config, shared_data, tmp
     assert checkpoint.is_file()
     subset = _val_subset(root, tmp_path / "instances_val_subset.json")
     report = tmp_path / "report"
-    status = _script("evaluate").main([
+    status = load_script("evaluate").main([
         "--checkpoint", str(checkpoint), "--coco-ann", str(subset), "--images", str(root / "val2017"), "--out", str(report),
         "--device", "cpu", "--num-workers", "0", "--no-progress", "--protocol", "semantic" if head == "fcn" else "coco",
     ])  # fmt: skip
@@ -96,7 +89,7 @@ def test_coco2017_config_fits_and_predicts_on_coco_mini(config, shared_data, tmp
     for image in sorted((root / "val2017").glob("*.jpg"))[:2]:
         shutil.copy(image, photos / image.name)
     out = tmp_path / "predictions"
-    status = _script("predict").main([
+    status = load_script("predict").main([
         "--checkpoint", str(checkpoint), "--input", str(photos), "--out", str(out),
         "--device", "cpu", "--num-workers", "0", "--no-progress", "--no-draw",
     ])

@@ -10,7 +10,6 @@ the barely trained models may score 0 (YOLO), which is why that test exists.
 """
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,6 +23,7 @@ import yaml
 from PIL import Image
 
 from datasets.shapes_writer import write_shapes
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES_CONFIGS = sorted((REPO / "configs").glob("*/shapes.yaml"))
@@ -65,13 +65,6 @@ def mixed_roots(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
         _pad_split(layout.voc_root, "val")
         roots[single] = layout.root
     return roots
-
-
-def _train_in_process(args: list[str]) -> None:
-    spec = importlib.util.spec_from_file_location("detseg_train_ddp_test", REPO / "scripts" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(args)
 
 
 def _train(args: list[str], cwd: Path) -> None:
@@ -125,7 +118,7 @@ def test_two_process_fit_and_validation_equal_to_one_process(config: Path, mixed
     if "callbacks" in yaml.safe_load(config.read_text()).get("trainer", {}):  # stages after fit (R-CNN's SVMs) change the model
         two_name = "val2_after_fit"
         _train(["validate", *_common(config, root, 2, two_name, tmp_path), *extra, *keep_all, "--ckpt_path", str(last)], tmp_path)
-    _train_in_process(["validate", *_common(config, root, 1, "val1", tmp_path), *extra, *keep_all, "--ckpt_path", str(last)])
+    load_script("train").main(["validate", *_common(config, root, 1, "val1", tmp_path), *extra, *keep_all, "--ckpt_path", str(last)])
     one, two = _logged(tmp_path, "val1"), _logged(tmp_path, two_name)
     assert one and one.keys() == two.keys()
     for key, value in one.items():

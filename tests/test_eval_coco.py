@@ -12,6 +12,7 @@ from pycocotools.cocoeval import COCOeval as PyCOCOeval
 
 from detection.evaluation.coco_eval import STAT_NAMES, COCOEvaluator, coco_ground_truth
 from detection.evaluation.results_io import coco_results, read_coco_results, write_coco_results
+from script_loader import load_script
 
 IMAGE_SIZE = 48
 CLASSES = ["c1", "c2", "c3", "c4"]
@@ -201,22 +202,11 @@ def test_bad_results_entries_are_rejected(tmp_path, bad: dict) -> None:
         read_coco_results(path)
 
 
-def _bench_module():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_eval.py"
-    spec = importlib.util.spec_from_file_location("bench_eval", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("backend", ["numpy", "faster_coco_eval"])
 def test_matches_pycocotools_all_sizes_and_truncation(backend: str) -> None:
     """640x480 scenes (small, medium and large gts), 5% crowd, 130 detections over 2 classes:
     some (image, class) pairs exceed the 100-detection cap."""
-    bench = _bench_module()
+    bench = load_script("bench_eval")
     preds, targets = bench.make_data(3, images=40, dets=130, classes=2)
     names = ["x", "y"]
     evaluator = COCOEvaluator(classes=names, bbox_backend=backend)

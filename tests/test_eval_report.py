@@ -1,7 +1,6 @@
 """scripts/evaluate.py end to end on the generated shapes data, and the report writer."""
 
 import contextlib
-import importlib.util
 import io
 import json
 import shutil
@@ -16,15 +15,8 @@ from pycocotools.cocoeval import COCOeval as PyCOCOeval
 from detection.evaluation.pr_curve import PRCurve
 from detection.evaluation.report import safe_filename, write_report
 from detection.evaluation.results_io import read_voc_results
+from script_loader import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("evaluate_script", ROOT / "scripts" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _jittered_results(ann_file: Path, seed: int) -> list[dict]:
@@ -48,7 +40,7 @@ def test_coco_protocol_matches_pycocotools_on_the_files(shapes_root, tmp_path: P
     results_path = tmp_path / "results.json"
     results_path.write_text(json.dumps(_jittered_results(ann, 0)))
     out = tmp_path / "coco_report"
-    _load_script().main(["--predictions", str(results_path), "--coco-ann", str(ann), "--protocol", "coco",
+    load_script("evaluate").main(["--predictions", str(results_path), "--coco-ann", str(ann), "--protocol", "coco",
                          "--out", str(out), "--voc-results", str(tmp_path / "voc")])  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())
     with contextlib.redirect_stdout(io.StringIO()):
@@ -71,7 +63,7 @@ def test_voc_and_cls_loc_protocols_on_coco_layout(shapes_root, tmp_path: Path) -
     ann = shapes_root.coco_ann("val")
     results_path = tmp_path / "results.json"
     results_path.write_text(json.dumps(_jittered_results(ann, 1)))
-    script = _load_script()
+    script = load_script("evaluate")
     values = {}
     for protocol in ("voc07", "voc", "cls_loc"):
         out = tmp_path / protocol
@@ -90,7 +82,7 @@ def test_segmentation_mode_with_confusion_png(shapes_root, tmp_path: Path) -> No
     names = (voc / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
     for name in names:
         shutil.copy(voc / "SegmentationClass" / f"{name}.png", preds / f"{name}.png")
-    script = _load_script()
+    script = load_script("evaluate")
     script.main(["--masks-dir", str(preds), "--shapes", str(shapes_root.root), "--split", "val", "--out", str(tmp_path / "perfect")])
     perfect = json.loads((tmp_path / "perfect" / "metrics.json").read_text())
     assert perfect["pixel_accuracy"] == 1.0 and perfect["mean_iou"] == 1.0
@@ -134,7 +126,7 @@ def test_shapes_mode_through_the_voc_reader(shapes_root, tmp_path: Path) -> None
             results.append({"image_id": int(target["image_id"]), "category_id": int(label),
                             "bbox": xyxy_to_xywh(box[None])[0].tolist(), "score": 0.9,
                             "segmentation": {"size": rle["size"], "counts": rle["counts"] if isinstance(rle["counts"], str) else rle["counts"].decode("ascii")}})  # fmt: skip
-    script = _load_script()
+    script = load_script("evaluate")
     for name, subset in (("all", results), ("half", results[::2])):
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(subset))
@@ -163,7 +155,7 @@ def test_coco_segm_report_shows_segm_and_bbox_in_the_summary(shapes_root, tmp_pa
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
     out = tmp_path / "segm"
-    _load_script().main(["--predictions", str(path), "--coco-ann", str(ann), "--protocol", "coco_segm", "--out", str(out), "--no-progress"])
+    load_script("evaluate").main(["--predictions", str(path), "--coco-ann", str(ann), "--protocol", "coco_segm", "--out", str(out), "--no-progress"])
     report = (out / "report.md").read_text()
     summary = report.split("## Summary")[1].split("## Per class")[0]
     assert "| segm/map |" in summary and "| map |" in summary and "| segm/map_50 |" in summary

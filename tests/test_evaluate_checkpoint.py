@@ -1,21 +1,14 @@
 """Evaluation from a checkpoint: ``evaluate.py --checkpoint`` gives the numbers of ``train.py test``,
 and ``predict.py`` on a split, scored by ``evaluate.py --predictions``, gives them again."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "faster_rcnn" / "shapes.yaml"
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"detseg_{name}_script", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _common(root: Path, run: Path) -> list[str]:
@@ -30,7 +23,7 @@ def _common(root: Path, run: Path) -> list[str]:
 def trained(shapes_root, tmp_path_factory) -> tuple[Path, dict[str, float]]:
     """A Faster R-CNN checkpoint after a few steps (keeping every detection) and its ``train.py test`` metrics."""
     run = tmp_path_factory.mktemp("frcnn")
-    train = _script("train")
+    train = load_script("train")
     train.main([
         "fit", *_common(shapes_root.root, run), "--trainer.max_epochs", "2", "--trainer.limit_val_batches", "1",
         "--checkpoint.dirpath", str(run / "ckpt"), "--last_checkpoint.dirpath", str(run / "ckpt"),
@@ -44,7 +37,7 @@ def trained(shapes_root, tmp_path_factory) -> tuple[Path, dict[str, float]]:
 def test_evaluate_checkpoint_equals_train_test_and_predict_then_evaluate(trained, shapes_root, tmp_path, capsys) -> None:
     checkpoint, tested = trained
     assert tested["map_50"] > 0  # a comparison of zeros would prove nothing
-    evaluate = _script("evaluate")
+    evaluate = load_script("evaluate")
     out = tmp_path / "report"
     argv = ["--checkpoint", str(checkpoint), "--shapes", str(shapes_root.root), "--split", "test", "--num-workers", "0", "--no-progress"]
     assert evaluate.main([*argv, "--out", str(out), "--voc-results", str(tmp_path / "comp4")]) == 0
@@ -57,7 +50,7 @@ def test_evaluate_checkpoint_equals_train_test_and_predict_then_evaluate(trained
     assert (tmp_path / "comp4" / "comp4_det_test_circle.txt").is_file()
     assert (out / "predictions" / "predictions.json").is_file()  # rescorable by others
 
-    predict = _script("predict")
+    predict = load_script("predict")
     assert predict.main(["--checkpoint", str(checkpoint), "--shapes", str(shapes_root.root), "--split", "test",
                          "--out", str(tmp_path / "pred"), "--num-workers", "0", "--no-progress", "--no-draw"]) == 0  # fmt: skip
     rescored = tmp_path / "rescored"
@@ -68,7 +61,7 @@ def test_evaluate_checkpoint_equals_train_test_and_predict_then_evaluate(trained
 
 def test_evaluate_refuses_a_split_with_other_classes(trained, shapes_root, tmp_path, capsys) -> None:
     checkpoint, _ = trained
-    code = _script("evaluate").main([
+    code = load_script("evaluate").main([
         "--checkpoint", str(checkpoint), "--voc", str(shapes_root.voc_root), "--split", "test", "--classes", "a", "b",
         "--out", str(tmp_path / "r"), "--no-progress",
     ])  # fmt: skip

@@ -1,7 +1,6 @@
 """FCN through the shared system and scripts: train, eval, staged init, batch inference to VOC
 palette PNGs, and evaluation from the checkpoint."""
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from detection.predictor import predict_images
 from detection.system import DetectionSystem
 from segmentation.fcn import FCN, pixel_loss
 from segmentation.metrics import ConfusionMatrix
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["circle", "square", "triangle", "cross"]
@@ -34,13 +34,6 @@ def _fcn(variant: str = "8s") -> FCN:
 
 def _system(variant: str = "8s") -> DetectionSystem:
     return DetectionSystem(model=_fcn(variant), evaluator=ConfusionMatrix, monitor="mean_iou", lr=0.01)
-
-
-def _load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"detseg_{name}", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _config(variant: str) -> dict:
@@ -112,7 +105,7 @@ def test_staged_training_copies_the_coarser_net(trained_32s):
 
 
 def test_fcn_trains_through_the_shared_cli(shapes_root, tmp_path):
-    cli = _load_script("train").main([
+    cli = load_script("train").main([
         "fit", "--config", str(REPO / "configs" / "fcn" / "shapes.yaml"), "--trainer.fast_dev_run", "1",
         "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(tmp_path), "--data.init_args.root", str(shapes_root.root),
@@ -174,14 +167,14 @@ def test_segmentation_resumes_without_redoing_finished_images(trained_32s, folde
 
 
 def test_predict_script_writes_masks_and_evaluate_scores_the_checkpoint(trained_32s, datamodule, folder, shapes_root, tmp_path, capsys):
-    predict = _load_script("predict")
+    predict = load_script("predict")
     code = predict.main(["--checkpoint", str(trained_32s), "--input", str(folder), "--out", str(tmp_path / "o"), "--num-workers", "0", "--no-progress"])
     assert code == 0 and "4 predicted now" in capsys.readouterr().out
     assert len(list((tmp_path / "o" / MASKS_DIR).rglob("*.png"))) == 4
     assert predict.main(["--checkpoint", str(trained_32s), "--input", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
 
     # evaluate.py --checkpoint gives the numbers of Trainer.test on the same split
-    evaluate = _load_script("evaluate")
+    evaluate = load_script("evaluate")
     out = tmp_path / "report"
     assert evaluate.main(["--checkpoint", str(trained_32s), "--shapes", str(shapes_root.root), "--split", "val",
                           "--out", str(out), "--num-workers", "0", "--no-progress"]) == 0

@@ -1,21 +1,13 @@
 """Every head's shapes config: one train step and one eval step through LightningCLI (fast_dev_run)."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import yaml
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES_CONFIGS = sorted((REPO / "configs").glob("*/shapes.yaml"))
-
-
-def _train_script(head: str):
-    """``scripts/train.py``: one script for every head."""
-    spec = importlib.util.spec_from_file_location(f"detseg_train_script_{head}", REPO / "scripts" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_there_are_head_configs():
@@ -26,7 +18,7 @@ def test_there_are_head_configs():
 def test_fast_dev_run_on_generated_shapes(config, shapes_root, shapes_single_root, tmp_path):
     data = yaml.safe_load(config.read_text())["data"]["init_args"]
     root = shapes_single_root if data.get("shapes_single_object") else shapes_root
-    cli = _train_script(config.parent.name).main([
+    cli = load_script("train").main([
         "fit", "--config", str(config), "--trainer.fast_dev_run", "1", "--trainer.logger", "false",
         "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path),
         "--data.init_args.root", str(root.root), "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "2",
@@ -43,7 +35,7 @@ DATASET_CONFIGS = sorted(p for p in (REPO / "configs").glob("*/*.yaml") if p.nam
 def test_dataset_configs_parse(config, capsys):
     """The VOC / COCO / BCCD configs name real classes and arguments (their data is not here)."""
     with pytest.raises(SystemExit) as exit_info:
-        _train_script(config.parent.name).main(["fit", "--config", str(config), "--print_config"])
+        load_script("train").main(["fit", "--config", str(config), "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["model"]["class_path"].startswith(("detection.", "segmentation."))

@@ -2,7 +2,6 @@
 
 import csv
 import functools
-import importlib.util
 import json
 from pathlib import Path
 
@@ -19,8 +18,8 @@ from detection.inference import JOURNAL, batch_predict, read_journal
 from detection.system import DetectionSystem
 from datasets.folder import ImageFolder
 from detection.tiny import TinyDetector
+from script_loader import load_script
 
-REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIG = {"class_path": "detection.tiny.TinyDetector", "init_args": {"num_classes": 2, "width": 8, "image_size": 32}}
 
 
@@ -174,9 +173,7 @@ def test_out_inside_input_is_refused(checkpoint: Path, folder: Path) -> None:
 
 
 def test_predict_script_end_to_end(checkpoint: Path, folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    spec = importlib.util.spec_from_file_location("detseg_predict_script", REPO / "scripts" / "predict.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("predict")
     out = tmp_path / "out"
     argv = ["--checkpoint", str(checkpoint), "--input", str(folder), "--out", str(out), "--num-workers", "0", "--no-progress"]
     assert script.main(argv) == 0
@@ -205,13 +202,6 @@ def test_relative_input_path_gives_paths_relative_to_the_input(
     assert [im["file_name"] for im in images["images"]] == ["a_rgb.jpg", "sub/b_gray.png"]
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"detseg_{name}_script", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_instance_masks_flow_to_rle_and_mask_protocols(shapes_root, tmp_path: Path) -> None:
     """A mask head's masks: RLE in predictions.json that pycocotools decodes to the predicted
     masks, and ``evaluate.py --checkpoint`` scores them with ``coco_segm`` and ``region``."""
@@ -230,7 +220,7 @@ def test_instance_masks_flow_to_rle_and_mask_protocols(shapes_root, tmp_path: Pa
                 "hyper_parameters": {"model": config, "classes": list(SHAPE_CLASSES)}}, checkpoint)  # fmt: skip
     common = ["--checkpoint", str(checkpoint), "--allow-class-prefix", "system_toys.", "--shapes", str(shapes_root.root),
               "--split", "val", "--num-workers", "0", "--no-progress"]  # fmt: skip
-    assert _script("predict").main([*common, "--out", str(tmp_path / "pred")]) == 0
+    assert load_script("predict").main([*common, "--out", str(tmp_path / "pred")]) == 0
     results = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     reader = VOCDetection(shapes_root.voc_root, "val", classes=list(SHAPE_CLASSES))
     expected = predict_images(model.eval(), [reader[i][0] for i in range(len(reader))])
@@ -240,6 +230,6 @@ def test_instance_masks_flow_to_rle_and_mask_protocols(shapes_root, tmp_path: Pa
         assert np.array_equal(decoded, expected[result["image_id"]]["masks"][0].numpy().astype(np.uint8))
     for protocol, key in (("coco_segm", "segm/map"), ("region", "map_r_50")):
         out = tmp_path / protocol
-        assert _script("evaluate").main([*common, "--protocol", protocol, "--out", str(out)]) == 0
+        assert load_script("evaluate").main([*common, "--protocol", protocol, "--out", str(out)]) == 0
         metrics = json.loads((out / "metrics.json").read_text())
         assert key in metrics and 0.0 <= metrics[key] <= 1.0

@@ -5,7 +5,6 @@ stages and the evaluation stay within seconds.
 """
 
 import functools
-import importlib.util
 from pathlib import Path
 
 import lightning as L
@@ -23,6 +22,7 @@ from detection.evaluation import VOCEvaluator
 from detection.rcnn import RCNN, RCNNStages
 from detection.rcnn.stages import unaugmented_training_set
 from detection.system import DetectionSystem
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 GRID_STEP = 32
@@ -31,13 +31,6 @@ GRID_STEP = 32
 @pytest.fixture
 def grid_search(monkeypatch):
     monkeypatch.setattr(cache_module, "selective_search", grid_stub(GRID_STEP))
-
-
-def _train_script():
-    spec = importlib.util.spec_from_file_location("detseg_train_script_rcnn", REPO / "scripts" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _predict(model: RCNN, images: list[torch.Tensor]) -> list[dict]:
@@ -86,7 +79,7 @@ def test_fit_runs_all_three_stages_and_the_checkpoints_reload(grid_search, shape
 
 def test_one_command_trains_all_stages_from_the_shapes_config(grid_search, shapes_root, tmp_path):
     config = REPO / "configs" / "rcnn" / "shapes.yaml"
-    cli = _train_script().main([
+    cli = load_script("train").main([
         "fit", "--config", str(config), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
         "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
         "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
@@ -109,7 +102,7 @@ def test_one_command_trains_all_stages_from_the_shapes_config(grid_search, shape
 @pytest.mark.parametrize("name", ["voc07", "coco2017"])
 def test_dataset_configs_parse(name, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        _train_script().main(["fit", "--config", str(REPO / "configs" / "rcnn" / f"{name}.yaml"), "--print_config"])
+        load_script("train").main(["fit", "--config", str(REPO / "configs" / "rcnn" / f"{name}.yaml"), "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["model"]["class_path"] == "detection.rcnn.RCNN"

@@ -3,25 +3,18 @@
 import csv
 import functools
 import pickle
-import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_train_script():
-    spec = importlib.util.spec_from_file_location("detseg_train_script", REPO / "scripts" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train = _load_train_script()
+train = load_script("train")
 
 
 def _config(tmp_path: Path, **trainer: object) -> Path:

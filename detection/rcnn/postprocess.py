@@ -10,12 +10,13 @@ Shape letters: ``R`` proposals of one image, ``C`` foreground classes, ``K`` det
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import clip_boxes_to_image
+
+from detection.class_nms import per_class_nms
 
 NMS_IOU = 0.3  # R-CNN's per-class NMS threshold
 MAX_PER_CLASS = 100  # rcnn_test.m's max_per_image: top boxes per class and image before NMS
 DETECTIONS_PER_IMAGE = 100
-MIN_BOX_SIZE = 1e-2  # px: degenerate boxes are dropped, as torchvision's RoIHeads does
 
 
 def detect(
@@ -36,13 +37,7 @@ def detect(
     classes = torch.arange(num_classes, device=scores.device)
     top_boxes = boxes[top_index, classes[None, :]]  # [k, C, 4]
     labels = (classes + 1)[None, :].expand(k, -1)  # [k, C], labels 1..C
-    flat_scores, flat_boxes, flat_labels = top_scores.flatten(), top_boxes.reshape(-1, 4), labels.flatten()
-    keep = torch.nonzero(flat_scores > score_thresh).flatten()
-    keep = keep[remove_small_boxes(flat_boxes[keep], MIN_BOX_SIZE)]
-    flat_scores, flat_boxes, flat_labels = flat_scores[keep], flat_boxes[keep], flat_labels[keep]
-    keep = batched_nms(flat_boxes, flat_scores, flat_labels, nms_thresh)[:detections_per_img]  # sorted by score
-    return {
-        "boxes": flat_boxes[keep].float(),
-        "labels": flat_labels[keep].to(torch.int64),
-        "scores": flat_scores[keep].float(),
-    }
+    return per_class_nms(
+        top_boxes.reshape(-1, 4), top_scores.flatten(), labels.flatten(),
+        score_thresh=score_thresh, nms_thresh=nms_thresh, detections_per_img=detections_per_img,
+    )  # fmt: skip

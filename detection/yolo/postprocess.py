@@ -6,12 +6,12 @@ Shape letters: ``N`` images, ``M = S*S*B`` predicted boxes per image, ``C`` clas
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms, remove_small_boxes
+
+from detection.class_nms import per_class_nms
 
 SCORE_THRESHOLD = 0.2  # the paper's demo threshold on class-specific confidence
 NMS_THRESHOLD = 0.5  # IoU above which a lower-scoring box of the same class is suppressed
 DETECTIONS_PER_IMAGE = 100
-MIN_BOX_SIZE = 1e-2  # pixels; degenerate boxes from collapsed sqrt(w), sqrt(h) are dropped
 
 
 def select_detections(
@@ -36,9 +36,7 @@ def select_detections(
     cand_boxes = boxes[:, None, :].expand(num_boxes, num_classes, 4).reshape(-1, 4)
     cand_scores = scores.reshape(-1)
     cand_labels = torch.arange(1, num_classes + 1, device=scores.device).repeat(num_boxes)
-    keep = torch.nonzero(cand_scores > score_threshold).squeeze(1)
-    cand_boxes, cand_scores, cand_labels = cand_boxes[keep], cand_scores[keep], cand_labels[keep]
-    keep = remove_small_boxes(cand_boxes, MIN_BOX_SIZE)
-    cand_boxes, cand_scores, cand_labels = cand_boxes[keep], cand_scores[keep], cand_labels[keep]
-    keep = batched_nms(cand_boxes, cand_scores, cand_labels, nms_threshold)[:detections_per_image]
-    return {"boxes": cand_boxes[keep], "labels": cand_labels[keep], "scores": cand_scores[keep]}
+    return per_class_nms(
+        cand_boxes, cand_scores, cand_labels,
+        score_thresh=score_threshold, nms_thresh=nms_threshold, detections_per_img=detections_per_image,
+    )  # fmt: skip
