@@ -82,9 +82,8 @@ class FastRCNN(nn.Module):
         backbone.truncate(feature)
         self.backbone = backbone
         self.roi_heads = build_roi_heads(
-            feature=feature,
+            strides={feature: backbone.strides[feature]},
             in_channels=backbone.channels[feature],
-            stride=backbone.strides[feature],
             num_classes=num_classes,
             pool_size=pool_size,
             representation_size=representation_size,

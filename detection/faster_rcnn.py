@@ -3,21 +3,26 @@
 The data flow, as in torchvision's ``GeneralizedRCNN``:
 
 1. ``transform``: normalise, resize, batch (``detection/transform.py``);
-2. ``backbone``: one tapped feature map ``Tensor[N, F, H/s, W/s]`` shared by both stages;
+2. ``backbone``: one tapped feature map ``Tensor[N, F, H/s, W/s]`` shared by both stages, or,
+   when ``feature`` lists several taps, a feature pyramid over them (FPN, Lin et al. 2017:
+   torchvision's ``FeaturePyramidNetwork``, ``F = fpn_channels`` at every level);
 3. ``rpn``: a 3x3 conv sliding over the features, ``A`` anchors per position (scales x aspect
    ratios), objectness logits and box deltas, proposal NMS (torchvision's
    ``RegionProposalNetwork``, ``RPNHead``, ``AnchorGenerator``);
-4. ``roi_heads``: RoI max pooling + FC + softmax classifier + class-specific regression
-   (``detection/roi_heads.py``, shared with Fast R-CNN);
+4. ``roi_heads``: RoI max pooling (or RoIAlign; per pyramid level, ``MultiScaleRoIAlign``) + FC +
+   softmax classifier + class-specific regression (``detection/roi_heads.py``, shared with Fast R-CNN);
 5. ``postprocess``: boxes back to each original image size.
 
 Training is approximate joint training: the RPN and head losses are summed and
 back-propagated together, with proposals treated as constants.
 """
 
+from collections import OrderedDict
+
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.ops import FeaturePyramidNetwork
 
 from detection.backbones.base import Backbone
 from detection.roi_heads import build_roi_heads
@@ -39,7 +44,8 @@ class FasterRCNN(nn.Module):
         *,
         backbone: Backbone,
         num_classes: int,
-        feature: str = "c4",
+        feature: str | list[str] = "c4",
+        fpn_channels: int = 128,
         min_size: int = 600,
         max_size: int = 1000,
         anchor_sizes: tuple[int, ...] = (64, 128, 256, 512),
@@ -48,22 +54,41 @@ class FasterRCNN(nn.Module):
         rpn_post_nms_top_n: tuple[int, int] = (2000, 300),
         rois_per_image: int = 128,
         pool_size: int = 7,
+        roi_pool: str = "max",
         representation_size: int = 1024,
         score_thresh: float = 0.05,
         nms_thresh: float = 0.5,
         detections_per_img: int = 100,
     ) -> None:
-        """``rpn_pre_nms_top_n`` / ``rpn_post_nms_top_n`` are ``(training, testing)``."""
+        """
+        ``feature``: one tap (the paper), or several in increasing stride for a feature pyramid of
+        ``fpn_channels`` channels; ``anchor_sizes`` are then split in equal consecutive groups, the
+        smallest on the finest level (4 sizes on 2 levels: 2 each).
+        ``rpn_pre_nms_top_n`` / ``rpn_post_nms_top_n`` are ``(training, testing)``; ``roi_pool``:
+        ``"max"`` (RoI max pooling, the paper) or ``"align"`` (RoIAlign), see ``detection/roi_heads.py``.
+        """
         super().__init__()
-        if feature not in backbone.strides:
+        self.taps = [feature] if isinstance(feature, str) else list(feature)
+        unknown = [tap for tap in self.taps if tap not in backbone.strides]
+        if unknown or not self.taps:
             raise ValueError(f"feature {feature!r} is not a tap of the backbone: {list(backbone.strides)}")
+        strides = {tap: backbone.strides[tap] for tap in self.taps}
+        if list(strides.values()) != sorted(set(strides.values())):
+            raise ValueError(f"pyramid taps must have increasing strides, got {strides}")
+        levels = len(self.taps)
+        if len(anchor_sizes) % levels:
+            raise ValueError(f"{len(anchor_sizes)} anchor sizes do not split evenly over {levels} pyramid levels {self.taps}")
         self.num_classes = num_classes
-        self.feature = feature
         self.transform = build_transform(min_size=min_size, max_size=max_size)
-        backbone.truncate(feature)
+        backbone.truncate(self.taps[-1])
         self.backbone = backbone
-        anchors = AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),))
-        channels = backbone.channels[feature]
+        self.fpn = FeaturePyramidNetwork([backbone.channels[tap] for tap in self.taps], fpn_channels) if levels > 1 else None
+        channels = fpn_channels if levels > 1 else backbone.channels[self.taps[0]]
+        per_level = len(anchor_sizes) // levels
+        anchors = AnchorGenerator(
+            sizes=tuple(tuple(anchor_sizes[i : i + per_level]) for i in range(0, len(anchor_sizes), per_level)),
+            aspect_ratios=(tuple(aspect_ratios),) * levels,
+        )
         self.rpn = RegionProposalNetwork(
             anchors,
             RPNHead(channels, anchors.num_anchors_per_location()[0]),
@@ -76,11 +101,11 @@ class FasterRCNN(nn.Module):
             nms_thresh=RPN_NMS,
         )
         self.roi_heads = build_roi_heads(
-            feature=feature,
+            strides=strides,
             in_channels=channels,
-            stride=backbone.strides[feature],
             num_classes=num_classes,
             pool_size=pool_size,
+            roi_pool=roi_pool,
             representation_size=representation_size,
             rois_per_image=rois_per_image,
             score_thresh=score_thresh,
@@ -93,7 +118,10 @@ class FasterRCNN(nn.Module):
             raise ValueError("targets are required in training mode")
         original_sizes = [tuple(image.shape[-2:]) for image in images]
         image_list, targets = self.transform(images, targets)
-        features = {self.feature: self.backbone(image_list.tensors)[self.feature]}
+        tapped = self.backbone(image_list.tensors)
+        features = OrderedDict((tap, tapped[tap]) for tap in self.taps)  # finest first
+        if self.fpn is not None:
+            features = self.fpn(features)  # same names, fpn_channels each
         proposals, rpn_losses = self.rpn(image_list, features, targets)
         detections, head_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
         if self.training:

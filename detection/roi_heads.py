@@ -1,7 +1,9 @@
 """The Fast R-CNN head shared by Fast R-CNN and Faster R-CNN.
 
 Each region is max-pooled to a fixed ``P x P`` grid with ``torchvision.ops.roi_pool`` (the
-paper's RoI pooling), flattened through two FC layers, and fed to a softmax classifier over
+paper's RoI pooling; ``roi_pool="align"`` uses ``torchvision.ops.roi_align`` instead, Mask R-CNN's
+bilinear RoIAlign that torchvision's own Faster R-CNN uses: no rounding of the region to the
+feature grid, which matters for objects a few feature cells wide), flattened through two FC layers, and fed to a softmax classifier over
 ``C + 1`` classes and a class-specific box regressor. Sampling (``batch_size_per_image`` RoIs,
 ``positive_fraction`` foreground at IoU >= 0.5), the box coder, the multi-task loss (log loss
 + smooth L1, Fast R-CNN eq. 1) and the per-class NMS postprocess are torchvision's
@@ -13,13 +15,14 @@ Shape letters: ``R`` regions over the batch, ``F`` feature channels, ``P`` poole
 from torch import Tensor, nn
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.roi_heads import RoIHeads
-from torchvision.ops import roi_pool
+from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
 FG_IOU = 0.5  # Fast R-CNN: foreground RoIs have IoU >= 0.5 with a ground-truth box
 BG_IOU = 0.5  # background below it (the paper's [0.1, 0.5) lower bound is not applied, as in torchvision)
 ROIS_PER_IMAGE = 64  # the paper's mini-batch: 2 images x 64 RoIs
 FG_FRACTION = 0.25
 BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # torchvision's box-coder weights
+ALIGN_SAMPLING_RATIO = 2  # bilinear samples per bin side, as torchvision's MultiScaleRoIAlign
 
 
 class RoIMaxPool(nn.Module):
@@ -35,13 +38,41 @@ class RoIMaxPool(nn.Module):
         return roi_pool(features[self.feature], proposals, self.output_size, self.spatial_scale)
 
 
+class RoIAlignPool(RoIMaxPool):
+    """:class:`RoIMaxPool`'s interface with RoIAlign (Mask R-CNN; ``aligned=True``, half-pixel corrected)."""
+
+    def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]]) -> Tensor:
+        return roi_align(
+            features[self.feature], proposals, self.output_size, self.spatial_scale, sampling_ratio=ALIGN_SAMPLING_RATIO, aligned=True
+        )
+
+
+
+def build_roi_pool(*, strides: dict[str, int], output_size: int, roi_pool: str) -> nn.Module:
+    """The RoI pooling over ``strides`` (feature name -> stride).
+
+    One feature map: ``roi_pool="max"`` (:class:`RoIMaxPool`) or ``"align"`` (:class:`RoIAlignPool`).
+    Several (a feature pyramid): torchvision's ``MultiScaleRoIAlign``, which pools each region
+    from the level its size maps to (FPN, Lin et al. 2017, eq. 1); it needs ``roi_pool="align"``.
+    """
+    if roi_pool not in ("max", "align"):
+        raise ValueError(f"roi_pool must be 'max' or 'align', got {roi_pool!r}")
+    if len(strides) > 1:
+        if roi_pool != "align":
+            raise ValueError(f"a feature pyramid ({list(strides)}) pools with RoIAlign: set roi_pool: align")
+        return MultiScaleRoIAlign(featmap_names=list(strides), output_size=output_size, sampling_ratio=ALIGN_SAMPLING_RATIO)
+    ((feature, stride),) = strides.items()
+    pool = RoIAlignPool if roi_pool == "align" else RoIMaxPool
+    return pool(feature=feature, output_size=output_size, stride=stride)
+
+
 def build_roi_heads(
     *,
-    feature: str,
+    strides: dict[str, int],
     in_channels: int,
-    stride: int,
     num_classes: int,
     pool_size: int = 7,
+    roi_pool: str = "max",
     representation_size: int = 1024,
     rois_per_image: int = ROIS_PER_IMAGE,
     positive_fraction: float = FG_FRACTION,
@@ -49,9 +80,12 @@ def build_roi_heads(
     nms_thresh: float = 0.5,
     detections_per_img: int = 100,
 ) -> RoIHeads:
-    """``num_classes`` counts foreground classes; the predictor adds the background class."""
+    """``num_classes`` counts foreground classes; the predictor adds the background class.
+
+    ``strides``: the feature maps the regions are pooled from, and ``roi_pool`` how (:func:`build_roi_pool`).
+    """
     return RoIHeads(
-        box_roi_pool=RoIMaxPool(feature=feature, output_size=pool_size, stride=stride),
+        box_roi_pool=build_roi_pool(strides=strides, output_size=pool_size, roi_pool=roi_pool),
         box_head=TwoMLPHead(in_channels * pool_size**2, representation_size),
         box_predictor=FastRCNNPredictor(representation_size, num_classes + 1),
         fg_iou_thresh=FG_IOU,

@@ -6,10 +6,11 @@
 For each config: ``scripts/train.py fit`` (a subprocess, ``--trainer.max_time`` = the budget; the
 config's own ``max_epochs`` still ends it earlier), then ``scripts/evaluate.py --checkpoint`` on
 the best checkpoint (test mAP@0.5, VOC area AP, report beside the run), then inference images/s at BCCD size (640 x 480, batch 1, the model's
-own transform, after warm-up). Default configs: Faster R-CNN pretrained and from scratch
-(``configs/faster_rcnn/bccd.yaml``, the same input size and RPN/RoI settings), and YOLO with the
-paper's FC head and with per-cell 1 x 1 convolutions. Run it on a quiet machine: other load
-changes every figure. Prints one row per config.
+own transform, after warm-up). Default runs: Faster R-CNN pretrained; the same config from
+random weights (``weights null``: what pretraining buys on the same network); the SmallCNN from
+scratch (``configs/faster_rcnn/bccd.yaml``, the same input size and RPN/RoI settings, the best
+from-scratch backbone we have); and YOLO with the paper's FC head and with per-cell 1 x 1
+convolutions. Run it on a quiet machine: other load changes every figure. Prints one row per run.
 """
 
 import argparse
@@ -25,11 +26,13 @@ import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIGS = [
-    "configs/faster_rcnn/bccd_pretrained.yaml",
-    "configs/faster_rcnn/bccd.yaml",
-    "configs/yolo/bccd_pretrained.yaml",
-    "configs/yolo/bccd_pretrained_conv.yaml",
+RANDOM_INIT = ["--model.model.init_args.backbone.init_args.weights", "null"]
+DEFAULT_RUNS = [  # (config, extra command-line overrides)
+    ("configs/faster_rcnn/bccd_pretrained.yaml", []),
+    ("configs/faster_rcnn/bccd_pretrained.yaml", RANDOM_INIT),
+    ("configs/faster_rcnn/bccd.yaml", []),
+    ("configs/yolo/bccd_pretrained.yaml", []),
+    ("configs/yolo/bccd_pretrained_conv.yaml", []),
 ]
 BCCD_SIZE = (480, 640)  # (H, W)
 SPEED_WARMUP, SPEED_IMAGES = 3, 20
@@ -40,9 +43,8 @@ def _max_time(minutes: float) -> str:
     return f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _train(config: Path, out: Path, minutes: float, extra: list[str]) -> Path:
-    """Fit into ``out`` (its own run directory); returns the version directory."""
-    run_root = out / config.parent.name / config.stem
+def _train(config: Path, run_root: Path, minutes: float, extra: list[str]) -> Path:
+    """Fit into ``run_root``; returns the version directory."""
     args = [
         sys.executable, str(REPO / "scripts" / "train.py"), "fit", "--config", str(config),
         "--trainer.max_time", _max_time(minutes), "--trainer.enable_progress_bar", "false",
@@ -91,19 +93,22 @@ def _images_per_second(checkpoint: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per config (--trainer.max_time)")
-    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, help="configs to train, in order")
+    parser.add_argument("--configs", nargs="+", default=None, help="configs to train, in order (default: the runs above)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "bench_pretrained", help="run directories go here")
     parser.add_argument("--num-workers", type=int, default=1, help="DataLoader workers")
     args = parser.parse_args(argv)
     if (os.cpu_count() or 1) <= 2:
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # see the README: 2 threads on 2 shared cores stall
 
+    runs = DEFAULT_RUNS if args.configs is None else [(name, []) for name in args.configs]
     rows = []
-    for name in args.configs:
+    for name, overrides in runs:
         config = (REPO / name).resolve()
-        extra = [f"--data.init_args.num_workers={args.num_workers}"]
+        run_root = args.out / config.parent.name / (config.stem + ("_random_init" if overrides == RANDOM_INIT else ""))
+        extra = [f"--data.init_args.num_workers={args.num_workers}", *overrides]
+        name += " (weights null)" if overrides == RANDOM_INIT else ""
         started = time.perf_counter()
-        run = _train(config, args.out, args.minutes, extra)
+        run = _train(config, run_root, args.minutes, extra)
         trained = time.perf_counter() - started
         best = run / "checkpoints" / "best.ckpt"
         rows.append((name, _epochs(run), trained / 60, _test_map(config, best, run / "report"), _images_per_second(best)))
@@ -111,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{rows[-1][4]:.2f} images/s", flush=True)
 
     print(f"\nBCCD, {args.minutes:g} min of training per config, test split, {BCCD_SIZE[1]}x{BCCD_SIZE[0]} images/s (batch 1)")
-    print(f"{'config':<45} {'epochs':>6} {'min':>5} {'mAP@0.5':>8} {'img/s':>7}")
+    print(f"{'config':<60} {'epochs':>6} {'min':>5} {'mAP@0.5':>8} {'img/s':>7}")
     for name, epochs, minutes, map50, speed in rows:
-        print(f"{name:<45} {epochs:>6} {minutes:>5.1f} {map50:>8.3f} {speed:>7.2f}")
+        print(f"{name:<60} {epochs:>6} {minutes:>5.1f} {map50:>8.3f} {speed:>7.2f}")
     return 0
 
 
