@@ -1,13 +1,13 @@
 """The Fast R-CNN head shared by Fast R-CNN and Faster R-CNN.
 
 Each region is max-pooled to a fixed ``P x P`` grid with ``torchvision.ops.roi_pool`` (the
-paper's RoI pooling; ``roi_pool="align"`` uses ``torchvision.ops.roi_align`` instead, Mask R-CNN's
-bilinear RoIAlign that torchvision's own Faster R-CNN uses: no rounding of the region to the
-feature grid, which matters for objects a few feature cells wide), flattened through two FC layers, and fed to a softmax classifier over
-``C + 1`` classes and a class-specific box regressor. Sampling (``batch_size_per_image`` RoIs,
-``positive_fraction`` foreground at IoU >= 0.5), the box coder, the multi-task loss (log loss
-+ smooth L1, Fast R-CNN eq. 1) and the per-class NMS postprocess are torchvision's
-``RoIHeads``: the same algorithm, reused.
+paper's RoI pooling; ``roi_pool="align"`` uses ``torchvision.ops.roi_align`` instead, Mask
+R-CNN's bilinear RoIAlign that torchvision's own Faster R-CNN uses: no rounding of the region to
+the feature grid, which matters for objects a few feature cells wide), flattened through two FC
+layers, and fed to a softmax classifier over ``C + 1`` classes and a class-specific box
+regressor. Sampling (``batch_size_per_image`` RoIs, ``positive_fraction`` foreground at IoU >=
+0.5), the box coder, the multi-task loss (log loss + smooth L1, Fast R-CNN eq. 1) and the
+per-class NMS postprocess are torchvision's ``RoIHeads``: the same algorithm, reused.
 
 Shape letters: ``R`` regions over the batch, ``F`` feature channels, ``P`` pooled size.
 """
@@ -45,7 +45,6 @@ class RoIAlignPool(RoIMaxPool):
         return roi_align(
             features[self.feature], proposals, self.output_size, self.spatial_scale, sampling_ratio=ALIGN_SAMPLING_RATIO, aligned=True
         )
-
 
 
 def build_roi_pool(*, strides: dict[str, int], output_size: int, roi_pool: str) -> nn.Module:
