@@ -81,10 +81,11 @@ def _check(dataset: VOCDetection | COCODetection, name: str) -> DatasetReport:
     return report
 
 
-def check_voc(root: str | Path, split: str, classes: list[str] | None = None) -> DatasetReport:
-    """``classes=None``: ``datasets.voc.default_voc_classes`` (VOC's 20 for a VOC year dir, else the split's names)."""
+def check_voc(root: str | Path, split: str, classes: list[str] | None = None, image_set: str = "Main") -> DatasetReport:
+    """``classes=None``: ``datasets.voc.default_voc_classes`` (VOC's 20 for a VOC year dir, else the split's names);
+    ``image_set``: the ``ImageSets`` folder of ``split`` (as the reader's)."""
     try:
-        dataset = VOCDetection(root, split, classes=classes)
+        dataset = VOCDetection(root, split, classes=classes, image_set=image_set)
     except DatasetError as error:
         return DatasetReport(name=f"VOC {root} [{split}]", problems=[Problem(error.path, error.problem)])
     return _check(dataset, f"VOC {root} [{split}]")

@@ -96,6 +96,8 @@ class DetectionDataModule(L.LightningDataModule):
             directories (``VOC2007``...) and for ``task="semantic"``, else the sorted unique
             ``<name>``s of the training split's annotations (``datasets.voc.default_voc_classes``).
         with_masks: detection targets also carry ``masks [K, H, W]`` (and ``semantic``).
+        image_set: VOC layouts' ``ImageSets`` folder for the splits: ``Main``, or ``Segmentation``
+            (VOC's images with ``SegmentationObject`` masks, for instance heads).
         augment: the training split's augmentation: ``True`` ``train_transforms``, ``"flip"``
             horizontal flips only (``flip_transforms``), ``False`` none.
         crop_size: fixed square training size (pad + random crop), e.g. for stacked FCN batches.
@@ -124,6 +126,7 @@ class DetectionDataModule(L.LightningDataModule):
         test_split: str = "test",
         classes: list[str] | None = None,
         with_masks: bool = False,
+        image_set: Literal["Main", "Segmentation"] = "Main",
         augment: bool | Literal["flip"] = True,
         crop_size: int | None = None,
         batch_size: int = 4,
@@ -145,6 +148,7 @@ class DetectionDataModule(L.LightningDataModule):
         self.task = task
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
         self.with_masks = with_masks
+        self.image_set = image_set
         self.augment = augment
         self.crop_size = crop_size
         self.batch_size = batch_size
@@ -171,7 +175,7 @@ class DetectionDataModule(L.LightningDataModule):
         """VOC's 20 (year directories, semantic masks), else the training split's annotated names."""
         if self.task == "semantic":
             return list(VOC_CLASSES)
-        per_root = [default_voc_classes(root, self.splits["train"]) for root in self.roots]
+        per_root = [default_voc_classes(root, self.splits["train"], self.image_set) for root in self.roots]
         return per_root[0] if all(c == per_root[0] for c in per_root) else sorted(set().union(*per_root))
 
     @property
@@ -211,7 +215,9 @@ class DetectionDataModule(L.LightningDataModule):
         voc_root = root / "VOC" if self.format == "shapes" else root
         if semantic:
             return VOCSegmentation(voc_root, split, classes=self.classes, transforms=transforms)
-        return VOCDetection(voc_root, split, classes=self.classes, transforms=transforms, with_masks=self.with_masks)
+        return VOCDetection(
+            voc_root, split, classes=self.classes, transforms=transforms, with_masks=self.with_masks, image_set=self.image_set
+        )
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare_data()

@@ -95,26 +95,26 @@ def parse_annotation(path: Path) -> VOCAnnotation:
     )
 
 
-def annotated_class_names(root: str | Path, split: str) -> list[str]:
+def annotated_class_names(root: str | Path, split: str, image_set: str = "Main") -> list[str]:
     """Sorted unique object ``<name>``s over ``split``'s annotation files (unparsable files are skipped:
     the reader and the checker report them)."""
     root = Path(root)
     names: set[str] = set()
-    for image_id in read_split(root, "Main", split):
+    for image_id in read_split(root, image_set, split):
         try:
             names.update(parse_annotation(resolve_inside(root, Path("Annotations") / f"{image_id}.xml")).names)
         except DatasetError:
             continue
     if not names:
-        raise DatasetError(root / "ImageSets" / "Main" / f"{split}.txt", "no object names in this split's annotations: give classes=")
+        raise DatasetError(root / "ImageSets" / image_set / f"{split}.txt", "no object names in this split's annotations: give classes=")
     return sorted(names)
 
 
-def default_voc_classes(root: str | Path, split: str) -> list[str]:
+def default_voc_classes(root: str | Path, split: str, image_set: str = "Main") -> list[str]:
     """VOC's 20 classes for a VOC year directory, else :func:`annotated_class_names` of ``split``."""
     if VOC_YEAR_DIR.fullmatch(Path(root).resolve().name):
         return list(VOC_CLASSES)
-    return annotated_class_names(root, split)
+    return annotated_class_names(root, split, image_set)
 
 
 def _labels(path: Path, names: list[str], classes: Sequence[str]) -> np.ndarray:
@@ -126,7 +126,11 @@ def _labels(path: Path, names: list[str], classes: Sequence[str]) -> np.ndarray:
 
 
 class VOCDetection(DetectionDataset):
-    """``dataset[i] -> (Tensor[3, H, W], target)`` with boxes, labels, difficult (and masks, semantic)."""
+    """``dataset[i] -> (Tensor[3, H, W], target)`` with boxes, labels, difficult (and masks, semantic).
+
+    ``image_set``: the ``ImageSets`` folder listing the split, ``Main`` (detection) or
+    ``Segmentation`` (the images that have ``SegmentationObject`` masks, for instance heads on VOC).
+    """
 
     def __init__(
         self,
@@ -136,13 +140,14 @@ class VOCDetection(DetectionDataset):
         classes: Sequence[str] | None = None,
         transforms: Transforms | None = None,
         with_masks: bool = False,
+        image_set: str = "Main",
     ) -> None:
         super().__init__(transforms)
         self.root = Path(root)
         self.split = split
-        self.classes = list(classes) if classes is not None else default_voc_classes(self.root, split)
+        self.classes = list(classes) if classes is not None else default_voc_classes(self.root, split, image_set)
         self.with_masks = with_masks
-        self.ids = read_split(self.root, "Main", split)
+        self.ids = read_split(self.root, image_set, split)
         self.problems: list[Problem] = []
 
     def __len__(self) -> int:

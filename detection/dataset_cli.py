@@ -38,6 +38,10 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool) ->
     parser.add_argument("--images", type=Path, help="image directory of --coco-ann")
     parser.add_argument("--split", default="val", help="VOC/shapes ImageSets split (default: val)")
     parser.add_argument(
+        "--image-set", default="Main", choices=["Main", "Segmentation"],
+        help="VOC ImageSets folder of --split (Segmentation: VOC's images with instance masks)",
+    )  # fmt: skip
+    parser.add_argument(
         "--classes", nargs="+", help="class names of a VOC-layout dataset (default: the checkpoint's, else VOC's 20); also names a checkpoint's classes when it stores none"
     )
 
@@ -64,5 +68,5 @@ def open_split(args: argparse.Namespace, *, task: Task, with_masks: bool = False
     if task == "semantic":
         reader = VOCSegmentation(root, args.split, classes=names)
     else:
-        reader = VOCDetection(root, args.split, classes=names, with_masks=with_masks)
+        reader = VOCDetection(root, args.split, classes=names, with_masks=with_masks, image_set=args.image_set)
     return Split(reader=reader, images_root=root / "JPEGImages", source=args.shapes or args.voc, label_to_category_id=None)

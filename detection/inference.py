@@ -19,6 +19,9 @@ Outputs in ``out_dir`` (``<rel>`` is an image's path relative to the input root)
 - ``predictions.csv``: ``path, image_id, label, score, x1, y1, x2, y2`` (xyxy pixels).
 - ``errors.txt``: ``<rel>\\t<reason>`` per skipped file.
 - ``masks/<rel minus suffix>.png``: semantic heads, the class map as a VOC palette PNG.
+- ``instances/<rel minus suffix>.png``: instance heads (predictions with ``masks``), a VOC
+  ``SegmentationObject``-style palette PNG: 0 background, detection ``i`` (1-based, in score order,
+  those above the score threshold) has value ``i``; where masks overlap the higher score wins.
 - ``drawn/<rel>.png``: the image with what was predicted drawn on it.
 
 The summary files are rebuilt from the journal every ``SUMMARY_EVERY_S`` seconds and when the run
@@ -43,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from datasets.boxes import xyxy_to_xywh
 from datasets.palette import VOID_INDEX
 from detection.drawing import atomic_write, class_name, draw_prediction, save_mask, save_png
-from detection.evaluation.records import encode_masks
+from detection.evaluation.records import MASK_THRESHOLD, encode_masks
 from detection.evaluation.results_io import label_mapper, rle_for_json
 from detection.predictor import predict_images
 
@@ -54,6 +57,7 @@ PREDICTIONS_CSV = "predictions.csv"
 ERRORS_TXT = "errors.txt"
 DRAWN_DIR = "drawn"
 MASKS_DIR = "masks"
+INSTANCES_DIR = "instances"
 CSV_HEADER = ["path", "image_id", "label", "score", "x1", "y1", "x2", "y2"]
 SUMMARY_EVERY_S = 30.0  # rebuild the summary files at most this often during a run (and at its end)
 
@@ -149,6 +153,18 @@ def write_outputs(
     return len(results), len(errors)
 
 
+def instance_map(masks: Tensor, scores: Tensor) -> Tensor:
+    """``masks [K, H, W]`` (soft or 0/1) + ``scores [K]`` -> ``[H, W]`` uint8: 0 background, the ``i``-th
+    highest-scoring instance ``i``; the higher score wins an overlap. At most ``VOID_INDEX - 1`` instances."""
+    masks = masks[:, 0] if masks.dim() == 4 else masks  # [K, 1, H, W] -> [K, H, W]
+    binary = masks >= MASK_THRESHOLD if masks.is_floating_point() else masks != 0
+    order = scores.argsort(descending=True, stable=True)[: VOID_INDEX - 1]
+    out = torch.zeros(masks.shape[-2:], dtype=torch.uint8)
+    for rank in reversed(range(len(order))):  # lowest score first, so higher scores paint over it
+        out[binary[order[rank]].cpu()] = rank + 1
+    return out
+
+
 def _keep_all(batch: list) -> list:
     return batch
 
@@ -160,6 +176,10 @@ def _entry(rel: str, image: Tensor, pred: dict[str, Tensor], out_dir: Path) -> d
         name = f"{MASKS_DIR}/{mask_name(rel)}"
         save_mask(out_dir / name, pred["semantic"])
         entry["semantic"] = name
+    if "masks" in pred and "scores" in pred:
+        name = f"{INSTANCES_DIR}/{mask_name(rel)}"
+        save_mask(out_dir / name, instance_map(pred["masks"], pred["scores"]))
+        entry["instances"] = name
     if "boxes" in pred:
         rles = encode_masks(pred["masks"]) if "masks" in pred else None
         detections = []

@@ -14,7 +14,6 @@ convolutions. Run it on a quiet machine: other load changes every figure. Prints
 """
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import torch
 import yaml
+
+from bench_runs import epochs_done, fit  # scripts/ is on the path when this runs
 
 REPO = Path(__file__).resolve().parents[1]
 RANDOM_INIT = ["--model.model.init_args.backbone.init_args.weights", "null"]
@@ -36,32 +37,6 @@ DEFAULT_RUNS = [  # (config, extra command-line overrides)
 ]
 BCCD_SIZE = (480, 640)  # (H, W)
 SPEED_WARMUP, SPEED_IMAGES = 3, 20
-
-
-def _max_time(minutes: float) -> str:
-    seconds = max(int(round(minutes * 60)), 1)
-    return f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def _train(config: Path, run_root: Path, minutes: float, extra: list[str]) -> Path:
-    """Fit into ``run_root``; returns the version directory."""
-    args = [
-        sys.executable, str(REPO / "scripts" / "train.py"), "fit", "--config", str(config),
-        "--trainer.max_time", _max_time(minutes), "--trainer.enable_progress_bar", "false",
-        f"--trainer.default_root_dir={run_root}", *extra,
-        "--trainer.logger", json.dumps([{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(run_root), "name": "csv"}}]),
-    ]
-    subprocess.run(args, cwd=REPO, check=True)
-    versions = sorted(run_root.glob("*/version_*"), key=lambda p: p.stat().st_mtime)
-    if not versions:
-        raise RuntimeError(f"no run directory under {run_root}")
-    return versions[-1]
-
-
-def _epochs(run: Path) -> int:
-    with open(run / "metrics.csv") as f:
-        epochs = [int(row["epoch"]) for row in csv.DictReader(f) if row.get("epoch")]
-    return max(epochs, default=-1) + 1
 
 
 def _test_map(config: Path, checkpoint: Path, report: Path) -> float:
@@ -108,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         extra = [f"--data.init_args.num_workers={args.num_workers}", *overrides]
         name += " (weights null)" if overrides == RANDOM_INIT else ""
         started = time.perf_counter()
-        run = _train(config, run_root, args.minutes, extra)
+        run = fit(config, run_root, args.minutes, extra)
         trained = time.perf_counter() - started
         best = run / "checkpoints" / "best.ckpt"
-        rows.append((name, _epochs(run), trained / 60, _test_map(config, best, run / "report"), _images_per_second(best)))
+        rows.append((name, epochs_done(run), trained / 60, _test_map(config, best, run / "report"), _images_per_second(best)))
         print(f"{name}: {rows[-1][1]} epochs in {rows[-1][2]:.1f} min, test mAP@0.5 {rows[-1][3]:.3f}, "
               f"{rows[-1][4]:.2f} images/s", flush=True)
 

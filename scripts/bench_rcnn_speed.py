@@ -1,6 +1,6 @@
 """Test-time speed: R-CNN (the CNN on every warped region) vs Fast R-CNN (one conv pass per image).
 
-Both models come from their shapes configs (same backbone and tap, same selective-search
+Both models come from their configs (same backbone and tap, same selective-search
 settings), untrained unless ``--rcnn-ckpt`` / ``--fast-rcnn-ckpt`` give trained weights (timing
 does not depend on the weights; untrained, R-CNN's stage buffers are marked fitted so that its
 full test path runs: SVM scoring, box regression, NMS; both use ``score_thresh=0``).
@@ -8,7 +8,8 @@ full test path runs: SVM scoring, box regression, NMS; both use ``score_thresh=0
 The ratio the issue asks for compares *the same network*: Fast R-CNN is built with R-CNN's
 pool5 grid (``pool_size``, what R-CNN's crop gives at the tap, as VGG-16's 7 x 7 pool5 is the
 RoI pool size in the paper), so the two differ only in where the convolutions run. Fast R-CNN as
-its shapes config builds it (a 7 x 7 RoI grid, a 3x wider fc6) is timed too and printed beside it.
+its own config builds it is timed too and printed beside it (shapes: a 7 x 7 RoI grid where
+R-CNN's pool5 is 4 x 4, so a 3x wider fc6; voc07: the same network either way).
 
 Proposal time is excluded: both models read the *same* proposals from one in-memory bundle
 (``precomputed_proposals``), computed once before timing, so what is timed is a cache hit plus
@@ -17,6 +18,13 @@ the network and the postprocess. Batch 1, ``--threads`` torch threads, one warm-
 reports 47 s vs 0.32 s per VOC image with VGG-16 on a GPU (Fast R-CNN, table 4).
 
     python scripts/bench_rcnn_speed.py [--images 50] [--root data/shapes] [--split test] [--cache-dir data/proposals]
+    python scripts/bench_rcnn_speed.py --configs voc07 --root ../shared/data/voc_bccd/BCCD --images 1 --rounds 1
+
+``--configs shapes`` (default) times the shapes configs (SmallCNN, 128-px images, ~110 proposals
+per image, 64-px crops) on the generated shapes; ``--configs voc07`` times the VOC07 configs, the
+paper's setting (VGG-16 for both, 227-px crops, a 600-px shorter side for Fast R-CNN, up to 2000
+selective-search boxes) on the images of a VOC-layout ``--root`` (untrained weights unless a
+checkpoint is given: minutes per image for R-CNN on a CPU).
 """
 
 import argparse
@@ -38,8 +46,6 @@ from detection.proposals.selective_search import image_to_uint8  # noqa: E402
 from detection.rcnn import RCNN  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-RCNN_CONFIG = REPO / "configs" / "rcnn" / "shapes.yaml"
-FAST_RCNN_CONFIG = REPO / "configs" / "fast_rcnn" / "shapes.yaml"
 THREADS = 2
 ROUNDS = 3
 
@@ -62,6 +68,7 @@ def _build(config: Path, checkpoint: str | None, bundle: Path, **overrides: int)
         return model.eval()
     model_config = _with_bundle(yaml.safe_load(config.read_text())["model"]["model"], bundle)
     model_config["init_args"].update(overrides)
+    model_config["init_args"]["backbone"]["init_args"]["weights"] = None  # timing does not depend on the weights
     model = build_model(model_config).eval()
     if isinstance(model, RCNN):
         with torch.no_grad():
@@ -72,8 +79,9 @@ def _build(config: Path, checkpoint: str | None, bundle: Path, **overrides: int)
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default="shapes", choices=["shapes", "voc07"], help="configs/{rcnn,fast_rcnn}/<this>.yaml")
     parser.add_argument("--images", type=int, default=50)
-    parser.add_argument("--root", default="data/shapes")
+    parser.add_argument("--root", default="data/shapes", help="shapes root, or a VOC-layout root for --configs voc07")
     parser.add_argument("--split", default="test")
     parser.add_argument("--cache-dir", default="data/proposals", help="proposal cache to read (and fill)")
     parser.add_argument("--rcnn-ckpt", default=None)
@@ -83,11 +91,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    dataset = DetectionDataModule(format="shapes", root=args.root, test_split=args.split, augment=False).dataset("test")
+    data_format = "shapes" if args.configs == "shapes" else "voc"
+    dataset = DetectionDataModule(format=data_format, root=args.root, test_split=args.split, augment=False).dataset("test")
     images = [dataset[i][0] for i in range(min(args.images, len(dataset)))]
+    rcnn_config = REPO / "configs" / "rcnn" / f"{args.configs}.yaml"
+    fast_rcnn_config = REPO / "configs" / "fast_rcnn" / f"{args.configs}.yaml"
 
-    settings = yaml.safe_load(RCNN_CONFIG.read_text())["model"]["model"]["init_args"]
-    fast_settings = yaml.safe_load(FAST_RCNN_CONFIG.read_text())["model"]["model"]["init_args"]
+    settings = yaml.safe_load(rcnn_config.read_text())["model"]["model"]["init_args"]
+    fast_settings = yaml.safe_load(fast_rcnn_config.read_text())["model"]["model"]["init_args"]
     if any(settings[k] != fast_settings[k] for k in PROPOSAL_KEYS):
         raise SystemExit(f"the two configs' selective-search settings differ: {[(k, settings[k], fast_settings[k]) for k in PROPOSAL_KEYS]}")
     cache = ProposalCache(args.cache_dir, mode=settings["proposal_mode"], max_proposals=settings["max_proposals"],
@@ -96,12 +107,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         bundle = dict(cache.entry(image_to_uint8(image)) for image in images)  # canonical orientation
         path = Path(tmp) / "proposals.pt"
         torch.save(bundle, path)
-        rcnn = _build(RCNN_CONFIG, args.rcnn_ckpt, path)
+        rcnn = _build(rcnn_config, args.rcnn_ckpt, path)
         pool5 = rcnn.region_net.pool.output_size  # R-CNN's pool5 grid and fc width, given to Fast R-CNN
         models = {
             "rcnn": rcnn,
-            "fast_rcnn": _build(FAST_RCNN_CONFIG, None, path, pool_size=pool5, representation_size=rcnn.region_net.fc7.out_features),
-            "fast_rcnn_config": _build(FAST_RCNN_CONFIG, args.fast_rcnn_ckpt, path),
+            "fast_rcnn": _build(fast_rcnn_config, None, path, pool_size=pool5, representation_size=rcnn.region_net.fc7.out_features),
+            "fast_rcnn_config": _build(fast_rcnn_config, args.fast_rcnn_ckpt, path),
         }
         for model in models.values():
             model.proposals.precomputed()  # loaded before timing
@@ -111,12 +122,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     boxes = sum(len(b) for b in bundle.values()) / max(1, len(bundle))
     ratio = best["rcnn"] / best["fast_rcnn"]
 
-    print(f"{len(images)} shapes {args.split} images, {boxes:.0f} cached proposals/img (proposal time excluded), "
+    print(f"{len(images)} {args.root} {args.split} images ({args.configs} configs), {boxes:.0f} cached proposals/img (proposal time excluded), "
           f"batch 1, {torch.get_num_threads()} torch threads, best of {args.rounds} rounds")
     print(f"{'model':12s} {'s/image':>9s}")
     print(f"{'R-CNN':12s} {best['rcnn']:9.4f}   ({models['rcnn'].crop_size}-px crops, one CNN pass per region)")
     print(f"{'Fast R-CNN':12s} {best['fast_rcnn']:9.4f}   (one CNN pass per image, RoI pooling to R-CNN's {pool5}x{pool5} pool5: the same network)")
-    print(f"{'':12s} {best['fast_rcnn_config']:9.4f}   (as configs/fast_rcnn/shapes.yaml builds it: {models['fast_rcnn_config'].roi_heads.box_roi_pool.output_size} RoI grid)")
+    print(f"{'':12s} {best['fast_rcnn_config']:9.4f}   (as configs/fast_rcnn/{args.configs}.yaml builds it: {models['fast_rcnn_config'].roi_heads.box_roi_pool.output_size} RoI grid)")
     print(f"R-CNN / Fast R-CNN: {ratio:.1f}x slower (paper, VGG-16 on VOC: 47 s / 0.32 s = 147x)")
     return {"rcnn_s_per_image": best["rcnn"], "fast_rcnn_s_per_image": best["fast_rcnn"], "ratio": ratio,
             "fast_rcnn_config_s_per_image": best["fast_rcnn_config"]}

@@ -19,7 +19,8 @@ def main() -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--voc", help="VOC year directory (with Annotations/, JPEGImages/, ImageSets/)")
     source.add_argument("--coco-ann", help="COCO instances JSON")
-    parser.add_argument("--split", default="trainval", help="VOC split (ImageSets/Main/<split>.txt)")
+    parser.add_argument("--split", default="trainval", help="VOC split (ImageSets/<image set>/<split>.txt)")
+    parser.add_argument("--image-set", default="Main", choices=["Main", "Segmentation"], help="VOC ImageSets folder of --split")
     parser.add_argument(
         "--classes", default=None,
         help="comma-separated VOC class names (default: VOC's 20 for a VOC<year> directory, else the names in the split's annotations)",
@@ -28,7 +29,7 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.voc:
-        report = check_voc(args.voc, args.split, args.classes.split(",") if args.classes else None)
+        report = check_voc(args.voc, args.split, args.classes.split(",") if args.classes else None, args.image_set)
     else:
         if not args.images:
             parser.error("--coco-ann needs --images")

@@ -26,6 +26,9 @@ SMALL = {
     "rcnn": {"representation_size": 64, "max_proposals": 50, "crops_per_batch": 16, "eval_chunk": 16},
     "localization": {"image_size": 64},
     "fcn": {},
+    "overfeat": {"window_size": 64, "pool_size": 2, "hidden": 32, "train_scales": "[64]", "test_scales": "[64, 96]"},
+    "mnc": {"min_size": 128, "max_size": 160, "representation_size": 64, "rpn_pre_nms_top_n": "[200, 100]",
+            "rpn_post_nms_top_n": "[50, 50]", "rois_per_image": 32},
 }
 
 

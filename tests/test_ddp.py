@@ -33,7 +33,7 @@ EXTRA_PIXELS = [(0, 0), (32, 0), (0, 24), (16, 40), (8, 8), (40, 16), (0, 0)]  #
 TIMEOUT_S = 300
 # Validation keeps every detection of the barely trained models, so that any difference between
 # the predictions of 1 and 2 processes has a chance to show in the metrics.
-KEEP_ALL_DETECTIONS = {"faster_rcnn": "score_thresh", "fast_rcnn": "score_thresh", "yolo": "score_threshold", "fast_yolo": "score_threshold"}
+KEEP_ALL_DETECTIONS = {"faster_rcnn": "score_thresh", "fast_rcnn": "score_thresh", "yolo": "score_threshold", "fast_yolo": "score_threshold", "mnc": "score_thresh"}
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is not available")
 

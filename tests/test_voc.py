@@ -57,3 +57,14 @@ def test_missing_split_file_is_named(tmp_path):
     write_voc(tmp_path, {"a": []})
     with pytest.raises(ValueError, match="val.txt"):
         VOCDetection(tmp_path, "val")
+
+
+def test_instance_heads_read_the_segmentation_image_set(shapes_root, tmp_path):
+    """VOC lists the images with SegmentationObject masks in ImageSets/Segmentation, not Main."""
+    root = shapes_root.voc_root
+    segmentation_ids = (root / "ImageSets" / "Segmentation" / "val.txt").read_text().split()
+    dataset = VOCDetection(root, "val", classes=SHAPE_CLASSES, with_masks=True, image_set="Segmentation")
+    assert dataset.ids == segmentation_ids and "masks" in dataset[0][1]
+    write_voc(tmp_path, {"a": []})
+    with pytest.raises(ValueError, match="Segmentation.*val.txt"):
+        VOCDetection(tmp_path, "val", image_set="Segmentation")

@@ -32,11 +32,18 @@ the box loss at the shared features (the paper trains the regressor on frozen fe
 here both losses train together, but only the classification loss shapes the features);
 ``"joint"`` lets it train them too.
 
-Test (paper sec. 4.3): class scores are softmax probabilities; at each scale the ``top_k_classes``
-classes with the highest spatial max give every position's box (regressed for that class, or the
-class-agnostic one) scored by that position's probability of the class; the best
-``pre_merge_top_n`` per class and scale are kept; the union over scales is merged per class with
-``greedy_merge`` (a merged box scores the sum of its members). Horizontal flips are not used.
+Test (paper sec. 4.3). The views are the ``test_scales``, each also mirrored when ``test_flip``
+(a mirrored view's boxes are flipped back). Class scores are softmax probabilities.
+**Classification** (the paper's rule): per view the spatial max of each class, averaged over the
+views (``class_scores``). **Boxes**: in each view, every position's box (regressed for the
+class, or the class-agnostic one) is scored by that position's probability of the class; the
+best ``pre_merge_top_n`` per class and view are kept; the union over views is merged per class
+with ``greedy_merge`` (a merged box scores the sum of its members). The classes whose boxes are
+kept: detection mode, per view the ``top_k_classes`` with the highest spatial max (paper
+4.3 (a)); localization mode, the ``top_k_classes`` of the classification rule, and a merged box
+then scores ``class_scores[c] * merged / best merged of c``, so the top-1 guess is the best box of
+the class the classification rule picks. ``top_k_classes`` and ``merge_threshold`` are chosen on
+the validation split (``scripts/bench_overfeat.py tune``).
 """
 
 import random
@@ -85,6 +92,7 @@ class OverFeat(nn.Module):
         detections_per_img: the most detections returned per image.
         positive_iou, negative_iou: detection mode's window assignment.
         box_loss_weight: the weight of ``loss_box_reg``.
+        test_flip: also evaluate each test scale on the mirror image (boxes flipped back).
     """
 
     def __init__(
@@ -110,6 +118,7 @@ class OverFeat(nn.Module):
         positive_iou: float = POSITIVE_IOU,
         negative_iou: float = NEGATIVE_IOU,
         box_loss_weight: float = 1.0,
+        test_flip: bool = False,
     ) -> None:
         super().__init__()
         if mode not in ("localization", "detection"):
@@ -145,6 +154,7 @@ class OverFeat(nn.Module):
         self.positive_iou = positive_iou if mode == "detection" else 0.0
         self.negative_iou = negative_iou if mode == "detection" else None
         self.box_loss_weight = box_loss_weight
+        self.test_flip = test_flip
         scales = sorted(set(self.train_scales + self.test_scales))
         # Every image of a scale is resized to the same square: no padding (size_divisible=1),
         # so no window looks at padding.
@@ -194,57 +204,81 @@ class OverFeat(nn.Module):
         }
 
     # ----------------------------------------------------------------------------- test
-    def _candidates(self, image: Tensor, scale: int) -> tuple[Tensor, Tensor, Tensor]:
-        """One image at one scale -> ``boxes [R, 4]`` original pixels, ``labels [R]``, ``scores [R]``."""
+    def view_outputs(self, image: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """The network on every test view of ``image [3, H, W]``: each scale, and its mirror image
+        when ``test_flip``. One ``(probs [C+1, P], boxes [B, P, 4])`` per view: class
+        probabilities at each position and each position's boxes in original image pixels
+        (clipped; a mirrored view's boxes are flipped back)."""
+        flips = (False, True) if self.test_flip else (False,)
+        return [self._view(image, scale, flip) for scale in self.test_scales for flip in flips]
+
+    def _view(self, image: Tensor, scale: int, flip: bool) -> tuple[Tensor, Tensor]:
         transform = self.transforms[str(scale)]
-        image_list, _ = transform([image])
+        image_list, _ = transform([image.flip(-1) if flip else image])
         class_logits, box_edges = self.net(image_list.tensors)  # [1, C+1, Ho, Wo], [1, B, 4, Ho, Wo]
         _, _, height, width = class_logits.shape
-        origins = self._origins(height, width, image.device)  # [P, 2]
         probs = self._class_logits(class_logits).softmax(dim=1)[0].flatten(1)  # [C+1, P]
         edges = box_edges[0].flatten(2).permute(0, 2, 1)  # [B, 4, P] -> [B, P, 4]
-        spatial_max = probs[1:].max(dim=1).values  # [C]
-        top_classes = torch.topk(spatial_max, self.top_k_classes).indices + 1  # labels 1..C
-        boxes, labels, scores = [], [], []
-        for label in top_classes.tolist():
-            class_edges = edges[label - 1] if edges.shape[0] > 1 else edges[0]  # [P, 4]
-            class_scores = probs[label]  # [P]
-            keep = torch.topk(class_scores, min(self.pre_merge_top_n, len(class_scores))).indices
-            keep = keep[class_scores[keep] >= self.score_threshold]
-            decoded = decode_edges(class_edges[keep], origins[keep], self.window_size)  # [R, 4]
-            corners = decoded.view(-1, 2, 2)  # [R, 4] -> [R, (x1 y1 | x2 y2), 2]: order crossed edges
-            boxes.append(torch.cat([corners.min(dim=1).values, corners.max(dim=1).values], dim=1))
-            labels.append(torch.full((len(keep),), label, dtype=torch.int64, device=image.device))
-            scores.append(class_scores[keep])
-        resized = {"boxes": torch.cat(boxes)}
+        boxes_per_position, positions = edges.shape[:2]
+        origins = self._origins(height, width, image.device).repeat(boxes_per_position, 1)  # [B * P, 2]
+        decoded = decode_edges(edges.reshape(-1, 4), origins, self.window_size)  # [B * P, 4]
+        corners = decoded.view(-1, 2, 2)  # [B*P, 4] -> [B*P, (x1 y1 | x2 y2), 2]: order crossed edges
+        resized = {"boxes": torch.cat([corners.min(dim=1).values, corners.max(dim=1).values], dim=1)}
         (original,) = transform.postprocess([resized], image_list.image_sizes, [tuple(image.shape[-2:])])
         height_px, width_px = image.shape[-2:]
-        clipped = original["boxes"].clone()
-        clipped[:, 0::2] = clipped[:, 0::2].clamp(0, width_px)
-        clipped[:, 1::2] = clipped[:, 1::2].clamp(0, height_px)
-        return clipped, torch.cat(labels), torch.cat(scores)
+        boxes = original["boxes"].clone()
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width_px)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height_px)
+        if flip:  # back to the unflipped image: x -> W - x, and the two x edges swap
+            boxes = torch.stack([width_px - boxes[:, 2], boxes[:, 1], width_px - boxes[:, 0], boxes[:, 3]], dim=1)
+        return probs, boxes.view(boxes_per_position, positions, 4)  # [B * P, 4] -> [B, P, 4]
 
-    def _detect(self, image: Tensor) -> dict[str, Tensor]:
-        parts = [self._candidates(image, scale) for scale in self.test_scales]
-        boxes = torch.cat([p[0] for p in parts])
-        labels = torch.cat([p[1] for p in parts])
-        scores = torch.cat([p[2] for p in parts])
+    @staticmethod
+    def class_scores(views: list[tuple[Tensor, Tensor]]) -> Tensor:
+        """The paper's classification: per view the spatial max of each class, averaged over the
+        views (scales and flips): ``-> Tensor[C]`` for labels ``1..C``."""
+        return torch.stack([probs[1:].max(dim=1).values for probs, _ in views]).mean(dim=0)  # [V, C] -> [C]
+
+    def merge_views(self, views: list[tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
+        """``view_outputs`` -> one image's detections (module docstring, "Test")."""
+        device = views[0][0].device
+        class_scores = self.class_scores(views)  # [C]
+        boxes, labels, scores = [], [], []
+        for probs, view_boxes in views:
+            if self.mode == "localization":  # the classes of the classification rule
+                top_classes = torch.topk(class_scores, self.top_k_classes).indices + 1  # labels 1..C
+            else:  # paper sec. 4.3 (a): the top-k classes of this view by spatial max
+                top_classes = torch.topk(probs[1:].max(dim=1).values, self.top_k_classes).indices + 1
+            for label in top_classes.tolist():
+                class_probs = probs[label]  # [P]
+                keep = torch.topk(class_probs, min(self.pre_merge_top_n, len(class_probs))).indices
+                keep = keep[class_probs[keep] >= self.score_threshold]
+                boxes.append(view_boxes[label - 1 if len(view_boxes) > 1 else 0][keep])
+                labels.append(torch.full((len(keep),), label, dtype=torch.int64, device=device))
+                scores.append(class_probs[keep])
+        boxes_all, labels_all, scores_all = torch.cat(boxes), torch.cat(labels), torch.cat(scores)
         out_boxes, out_labels, out_scores = [], [], []
-        for label in labels.unique().tolist():
-            member = labels == label
-            merged_boxes, merged_scores = greedy_merge(boxes[member], scores[member], threshold=self.merge_threshold)
+        for label in labels_all.unique().tolist():
+            member = labels_all == label
+            merged_boxes, merged_scores = greedy_merge(boxes_all[member], scores_all[member], threshold=self.merge_threshold)
+            if self.mode == "localization" and len(merged_scores):
+                # Rank classes by the classification rule, and a class's boxes by their merged score.
+                merged_scores = class_scores[label - 1] * merged_scores / merged_scores.max().clamp(min=1e-12)
             out_boxes.append(merged_boxes)
             out_scores.append(merged_scores)
-            out_labels.append(torch.full((len(merged_scores),), label, dtype=torch.int64, device=image.device))
-        result_boxes = torch.cat(out_boxes) if out_boxes else image.new_zeros(0, 4)
-        result_scores = torch.cat(out_scores) if out_scores else image.new_zeros(0)
-        result_labels = torch.cat(out_labels) if out_labels else torch.zeros(0, dtype=torch.int64, device=image.device)
+            out_labels.append(torch.full((len(merged_scores),), label, dtype=torch.int64, device=device))
+        result_boxes = torch.cat(out_boxes) if out_boxes else boxes_all.new_zeros(0, 4)
+        result_scores = torch.cat(out_scores) if out_scores else scores_all.new_zeros(0)
+        result_labels = torch.cat(out_labels) if out_labels else torch.zeros(0, dtype=torch.int64, device=device)
         order = torch.argsort(result_scores, descending=True)[: self.detections_per_img]
         return {
             "boxes": result_boxes[order].float(),
             "labels": result_labels[order],
             "scores": result_scores[order].float(),
         }
+
+    def _detect(self, image: Tensor) -> dict[str, Tensor]:
+        return self.merge_views(self.view_outputs(image))
 
     # ----------------------------------------------------------------------------- contract
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):

@@ -23,10 +23,12 @@ The network's output channels are ``[class logits (C + 1) | box edges (4 * B)]``
 mode the model masks it out (``detection.overfeat.model``). Box edges are the object's
 ``(x1, y1, x2, y2)`` relative to the window's top-left corner, in units of ``window_size``.
 
-Choice for 128 px shapes: ``SmallCNN`` tap ``c4`` (stride 16) gives an 8 x 8 map on a 128 px
-window; the paper's ``P = 3`` does not divide 8, so the shapes configs use ``P = 2`` (k = 4,
-output stride 32 coarse, 16 with offset pooling). ``P = 3`` works wherever ``window_size`` is a
-multiple of ``3 * s`` (e.g. 96 px at ``c3``, stride 8: k = 4).
+Choices for the shapes configs: ``SmallCNN`` tap ``c4`` (stride 16) and ``P = 2``. A 64 px
+detection window is 4 x 4 at ``c4``, which the paper's ``P = 3`` does not divide (k = 2); a 96 px
+localization window is 6 x 6, which takes ``P = 2`` (k = 3, the config's choice) or ``P = 3``
+(k = 2, not compared). Output stride: ``s * P`` coarse, ``s`` = 16 px with offset pooling.
+``P = 3`` works wherever ``window_size`` is a multiple of ``3 * s`` (e.g. 96 px at ``c3``,
+stride 8: k = 4).
 """
 
 from collections.abc import Callable
