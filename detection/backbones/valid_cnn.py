@@ -20,40 +20,16 @@ Each valid convolution trims its input, so a ``H x W`` image gives a tap a littl
 ``H / s x W / s``; ``input_size(tap, cells)`` is the smallest input giving ``cells`` positions.
 """
 
-from collections import OrderedDict
-
 from torch import nn
 
-from detection.backbones.base import Backbone
-
-KERNEL = 3
-WIDTH_MULTIPLIERS = (1, 2, 4, 8, 8)  # channels of c1..c5 in units of ``width``
-CONVS_PER_STAGE = (1, 2, 2, 2, 2)
+from detection.backbones.small import SmallCNN
 
 
-def _stage(in_channels: int, out_channels: int, convs: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(convs):
-        layers += [
-            nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, KERNEL, stride=2 if i == 0 else 1, bias=False),
-            nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True),
-        ]
-    return nn.Sequential(*layers)
-
-
-class ValidCNN(Backbone):
+class ValidCNN(SmallCNN):
     """``SmallCNN`` without padding (module docstring); taps ``c2..c5`` at strides 4..32."""
 
     def __init__(self, *, width: int = 16, frozen_stages: int = 0) -> None:
-        widths = [m * width for m in WIDTH_MULTIPLIERS]
-        stages: OrderedDict[str, nn.Module] = OrderedDict()
-        in_channels = 3
-        for i, (w, n) in enumerate(zip(widths, CONVS_PER_STAGE), start=1):
-            stages[f"c{i}"] = _stage(in_channels, w, n)
-            in_channels = w
-        taps = {f"c{i}": (2**i, widths[i - 1]) for i in range(2, 6)}
-        super().__init__(stages=stages, taps=taps, frozen_stages=frozen_stages)
+        super().__init__(width=width, frozen_stages=frozen_stages, padding=0)
 
     def input_size(self, tap: str, cells: int) -> int:
         """The smallest input side (pixels) that gives ``cells`` positions at ``tap``.
