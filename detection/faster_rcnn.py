@@ -35,6 +35,31 @@ RPN_POSITIVE_FRACTION = 0.5
 RPN_NMS = 0.7
 
 
+def build_rpn(
+    anchors: AnchorGenerator,
+    channels: int,
+    *,
+    pre_nms_top_n: tuple[int, int],
+    post_nms_top_n: tuple[int, int],
+    rpn_class: type[RegionProposalNetwork] = RegionProposalNetwork,
+    **kwargs,
+) -> RegionProposalNetwork:
+    """The paper's RPN (constants above) on ``channels``-channel maps; ``(training, testing)`` top-n;
+    ``rpn_class``/``kwargs``: a subclass and its extra arguments (MNC's differentiable RPN)."""
+    return rpn_class(
+        anchors,
+        RPNHead(channels, anchors.num_anchors_per_location()[0]),
+        fg_iou_thresh=RPN_FG_IOU,
+        bg_iou_thresh=RPN_BG_IOU,
+        batch_size_per_image=RPN_BATCH_PER_IMAGE,
+        positive_fraction=RPN_POSITIVE_FRACTION,
+        pre_nms_top_n={"training": pre_nms_top_n[0], "testing": pre_nms_top_n[1]},
+        post_nms_top_n={"training": post_nms_top_n[0], "testing": post_nms_top_n[1]},
+        nms_thresh=RPN_NMS,
+        **kwargs,
+    )
+
+
 class FasterRCNN(nn.Module):
     """``model(images, targets)``: ``loss_objectness``, ``loss_rpn_box_reg``, ``loss_classifier``,
     ``loss_box_reg`` in training; ``{boxes, labels, scores}`` per image in eval."""
@@ -89,17 +114,7 @@ class FasterRCNN(nn.Module):
             sizes=tuple(tuple(anchor_sizes[i : i + per_level]) for i in range(0, len(anchor_sizes), per_level)),
             aspect_ratios=(tuple(aspect_ratios),) * levels,
         )
-        self.rpn = RegionProposalNetwork(
-            anchors,
-            RPNHead(channels, anchors.num_anchors_per_location()[0]),
-            fg_iou_thresh=RPN_FG_IOU,
-            bg_iou_thresh=RPN_BG_IOU,
-            batch_size_per_image=RPN_BATCH_PER_IMAGE,
-            positive_fraction=RPN_POSITIVE_FRACTION,
-            pre_nms_top_n={"training": rpn_pre_nms_top_n[0], "testing": rpn_pre_nms_top_n[1]},
-            post_nms_top_n={"training": rpn_post_nms_top_n[0], "testing": rpn_post_nms_top_n[1]},
-            nms_thresh=RPN_NMS,
-        )
+        self.rpn = build_rpn(anchors, channels, pre_nms_top_n=rpn_pre_nms_top_n, post_nms_top_n=rpn_post_nms_top_n)
         self.roi_heads = build_roi_heads(
             strides=strides,
             in_channels=channels,

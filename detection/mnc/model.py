@@ -34,18 +34,11 @@ from torch import Tensor, nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.roi_heads import fastrcnn_loss, paste_masks_in_image
-from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 
 from detection.backbones.base import Backbone
-from detection.faster_rcnn import (
-    RPN_BATCH_PER_IMAGE,
-    RPN_BG_IOU,
-    RPN_FG_IOU,
-    RPN_NMS,
-    RPN_POSITIVE_FRACTION,
-)
+from detection.faster_rcnn import build_rpn
 from detection.mnc.heads import MASK_HIDDEN, CategoryHead, MaskHead, masked_pooling
 from detection.mnc.rpn import BOX_GRAD_CLIP, DifferentiableRPN
 from detection.mnc.targets import RoISampler, mask_targets
@@ -118,18 +111,10 @@ class MNC(nn.Module):
         self.backbone = backbone
         channels, stride = backbone.channels[feature], backbone.strides[feature]
         anchors = AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),))
-        self.rpn = DifferentiableRPN(
-            anchors,
-            RPNHead(channels, anchors.num_anchors_per_location()[0]),
-            fg_iou_thresh=RPN_FG_IOU,
-            bg_iou_thresh=RPN_BG_IOU,
-            batch_size_per_image=RPN_BATCH_PER_IMAGE,
-            positive_fraction=RPN_POSITIVE_FRACTION,
-            pre_nms_top_n={"training": rpn_pre_nms_top_n[0], "testing": rpn_pre_nms_top_n[1]},
-            post_nms_top_n={"training": rpn_post_nms_top_n[0], "testing": rpn_post_nms_top_n[1]},
-            nms_thresh=RPN_NMS,
-            box_grad_clip=box_grad_clip,
-        )
+        self.rpn = build_rpn(
+            anchors, channels, pre_nms_top_n=rpn_pre_nms_top_n, post_nms_top_n=rpn_post_nms_top_n,
+            rpn_class=DifferentiableRPN, box_grad_clip=box_grad_clip,
+        )  # fmt: skip
         self.box_coder = BoxCoder(BBOX_REG_WEIGHTS)
         self.sampler = RoISampler(
             box_coder=self.box_coder, fg_iou_thresh=FG_IOU, bg_iou_thresh=FG_IOU,
