@@ -4,6 +4,8 @@ The checker reads every annotation and decodes every image with the readers' own
 box checks and decoder (``datasets.safe_io.decode_image``, under PIL's decompression-bomb
 guard), so whatever a reader would refuse it reports as an error first, and an image a reader
 loads with a warning (missing trailing bytes) is a warning here too (see ``docs/bad_input.md``).
+With ``with_masks`` it also reads every instance mask with the readers' ``load_masks`` (for
+instance heads, which train with ``with_masks``).
 A COCO file's broken entries (unknown image or category ids, missing fields) are all listed,
 and the rest of the file is still checked.
 """
@@ -78,25 +80,34 @@ def _check(dataset: VOCDetection | COCODetection, name: str) -> DatasetReport:
             report.empty_images.append(image_path.name)
         report.boxes_per_class.update(dataset.classes[label - 1] for label in labels)
         report.problems += _check_image(image_path, target["orig_size"])
+        if dataset.with_masks:
+            try:
+                report.problems += dataset.load_masks(index)[1]
+            except DatasetError as error:
+                report.problems.append(Problem(error.path, error.problem))
     return report
 
 
-def check_voc(root: str | Path, split: str, classes: list[str] | None = None, image_set: str = "Main") -> DatasetReport:
+def check_voc(
+    root: str | Path, split: str, classes: list[str] | None = None, image_set: str = "Main", *, with_masks: bool = False
+) -> DatasetReport:
     """``classes=None``: ``datasets.voc.default_voc_classes`` (VOC's 20 for a VOC year dir, else the split's names);
-    ``image_set``: the ``ImageSets`` folder of ``split`` (as the reader's)."""
+    ``image_set``: the ``ImageSets`` folder of ``split`` (as the reader's); ``with_masks``: also read
+    every ``SegmentationObject`` / ``SegmentationClass`` PNG as the reader's ``with_masks`` does."""
     try:
-        dataset = VOCDetection(root, split, classes=classes, image_set=image_set)
+        dataset = VOCDetection(root, split, classes=classes, image_set=image_set, with_masks=with_masks)
     except DatasetError as error:
         return DatasetReport(name=f"VOC {root} [{split}]", problems=[Problem(error.path, error.problem)])
     return _check(dataset, f"VOC {root} [{split}]")
 
 
-def check_coco(ann_file: str | Path, image_root: str | Path) -> DatasetReport:
+def check_coco(ann_file: str | Path, image_root: str | Path, *, with_masks: bool = False) -> DatasetReport:
+    """``with_masks``: also decode every kept annotation's segmentation as the reader's ``with_masks`` does."""
     name = f"COCO {ann_file}"
     try:
         data, structural = structural_problems(read_instances(ann_file), ann_file)
     except DatasetError as error:
         return DatasetReport(name=name, problems=[Problem(error.path, error.problem)])
-    report = _check(COCODetection(image_root, ann_file, coco=index_coco(data)), name)
+    report = _check(COCODetection(image_root, ann_file, coco=index_coco(data), with_masks=with_masks), name)
     report.problems[:0] = structural
     return report

@@ -169,16 +169,39 @@ class COCODetection(DetectionDataset):
         if image.shape[:2] != target["orig_size"]:
             raise DatasetError(path, f"annotation says {target['orig_size']} but the image is {image.shape[:2]}")
         if self.with_masks or self.with_semantic:
-            height, width = target["orig_size"]
-            masks = [self.coco.annToMask(a) for a in kept if "segmentation" in a]
-            if len(masks) != len(kept):
-                raise DatasetError(self.ann_file, f"image id {target['image_id']}: an annotation has no segmentation")
-            masks = np.stack(masks).astype(np.uint8) if masks else np.zeros((0, height, width), np.uint8)
-            if self.with_masks:
-                target["masks"] = masks
-            if self.with_semantic:
-                target["semantic"] = self._semantic(masks, target["labels"], target["iscrowd"], height, width)
+            masks, _ = self.load_masks(index)
+            target.update(masks)
         return image, target
+
+    def load_masks(self, index: int) -> tuple[dict[str, np.ndarray], list[Problem]]:
+        """``masks [K, H, W]`` uint8 of the kept annotations (``with_masks``) and ``semantic [H, W]``
+        (``with_semantic``), decoded from their ``segmentation`` (polygons or RLE), and the
+        warnings found (none here; the pair matches ``VOCDetection.load_masks``).
+
+        Raises ``DatasetError`` naming the annotation file, the image and the annotation when a
+        kept annotation has no segmentation, an RLE of another size than the image's, or one
+        pycocotools cannot decode.
+        """
+        target, kept, _ = self.load_annotation(index)
+        height, width = target["orig_size"]
+        masks = []
+        for ann in kept:
+            where = f"image id {target['image_id']}, annotation id {ann.get('id')}"
+            segmentation = ann.get("segmentation")
+            if not segmentation:
+                raise DatasetError(self.ann_file, f"{where}: no segmentation")
+            if isinstance(segmentation, dict) and list(segmentation.get("size", [])) != [height, width]:
+                problem = f"{where}: RLE size {segmentation.get('size')} but the image is {[height, width]}"
+                raise DatasetError(self.ann_file, problem)
+            try:
+                masks.append(self.coco.annToMask(ann))
+            except Exception as error:  # pycocotools raises a bare Exception ("input type is not supported")
+                raise DatasetError(self.ann_file, f"{where}: malformed segmentation ({error})") from None
+        stacked = np.stack(masks).astype(np.uint8) if masks else np.zeros((0, height, width), np.uint8)  # [K, H, W]
+        out = {"masks": stacked} if self.with_masks else {}
+        if self.with_semantic:
+            out["semantic"] = self._semantic(stacked, target["labels"], target["iscrowd"], height, width)
+        return out, []
 
     @staticmethod
     def _semantic(masks: np.ndarray, labels: np.ndarray, iscrowd: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -180,7 +180,7 @@ class VOCDetection(DetectionDataset):
 
     def load(self, index: int) -> tuple[np.ndarray, Target]:
         target, problems = self.load_annotation(index)
-        keep = target.pop("_keep")
+        target.pop("_keep")
         for problem in problems:
             warnings.warn(str(problem), stacklevel=2)
         image, decode_problems = decode_image(self.image_path(index))
@@ -192,12 +192,42 @@ class VOCDetection(DetectionDataset):
                 self.annotation_path(index), f"<size> says {target['orig_size']} but the image is {image.shape[:2]}"
             )
         if self.with_masks:
-            name = self.ids[index]
-            objects = read_index_png(resolve_inside(self.root, Path("SegmentationObject") / f"{name}.png"))
-            instance_ids = np.flatnonzero(keep) + 1
-            target["masks"] = (objects[None] == instance_ids[:, None, None]).astype(np.uint8)
-            target["semantic"] = read_index_png(resolve_inside(self.root, Path("SegmentationClass") / f"{name}.png"))
+            masks, mask_problems = self.load_masks(index)
+            for problem in mask_problems:
+                warnings.warn(str(problem), stacklevel=2)
+            self.problems.extend(mask_problems)
+            target.update(masks)
         return image, target
+
+    def load_masks(self, index: int) -> tuple[dict[str, np.ndarray], list[Problem]]:
+        """``masks [K, H, W]`` uint8 (the kept objects' instances) and ``semantic [H, W]`` from the
+        ``SegmentationObject`` / ``SegmentationClass`` PNGs, and the problems found.
+
+        Instance ``i`` is the annotation's ``i``-th object; the objects the box checks drop
+        (``load_annotation``) are left out. Raises ``DatasetError`` naming the PNG when a mask is missing,
+        corrupt, of another size than the annotation's ``<size>``, or holds an instance id beyond
+        the annotation's objects; a kept object without pixels is a warning.
+        """
+        target, _ = self.load_annotation(index)
+        keep = target["_keep"]  # [G] bool
+        name = self.ids[index]
+        object_path = resolve_inside(self.root, Path("SegmentationObject") / f"{name}.png")
+        class_path = resolve_inside(self.root, Path("SegmentationClass") / f"{name}.png")
+        objects, semantic = read_index_png(object_path), read_index_png(class_path)
+        for path, mask in ((object_path, objects), (class_path, semantic)):
+            if mask.shape != tuple(target["orig_size"]):
+                raise DatasetError(path, f"mask is (H, W) = {mask.shape} but the annotation's <size> is {target['orig_size']}")
+        present = np.unique(objects[(objects != 0) & (objects != VOID_INDEX)])
+        if len(present) and int(present.max()) > len(keep):
+            extra = [int(i) for i in present if i > len(keep)]
+            raise DatasetError(object_path, f"instance ids {extra} but {self.annotation_path(index)} has {len(keep)} objects")
+        instance_ids = np.flatnonzero(keep) + 1
+        problems = [
+            Problem(str(object_path), f"object {i} (of {self.annotation_path(index).name}) has no pixels", "warning")
+            for i in instance_ids if i not in present
+        ]  # fmt: skip
+        masks = (objects[None] == instance_ids[:, None, None]).astype(np.uint8)  # [K, H, W]
+        return {"masks": masks, "semantic": semantic}, problems
 
 
 class VOCSegmentation(DetectionDataset):

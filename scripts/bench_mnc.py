@@ -2,6 +2,7 @@
 
     python scripts/bench_mnc.py                 # 15 minutes of training per model
     python scripts/bench_mnc.py --minutes 1     # a smoke run
+    OMP_NUM_THREADS=2 python scripts/bench_mnc.py   # both cores to the one training (quiet machine, no loader workers)
 
 For each config (``configs/mnc/shapes.yaml``, ``configs/mnc/shapes_maskrcnn.yaml``: the same
 SmallCNN, tap and 128-px input): ``scripts/train.py fit`` in a subprocess with

@@ -3,6 +3,7 @@
     python scripts/check_dataset.py --voc data/VOCdevkit/VOC2007 --split trainval
     python scripts/check_dataset.py --voc ../shared/data/voc_bccd/BCCD --split train   # classes from the annotations
     python scripts/check_dataset.py --coco-ann data/coco/annotations/instances_val2017.json --images data/coco/val2017
+    python scripts/check_dataset.py --voc data/VOCdevkit/VOC2012 --image-set Segmentation --split train --masks   # for MNC
 
 Every image is decoded as the readers decode it. Exits with status 1 when it finds errors
 (warnings alone exit 0): a dataset that passes trains without a ``DatasetError``.
@@ -26,14 +27,20 @@ def main() -> int:
         help="comma-separated VOC class names (default: VOC's 20 for a VOC<year> directory, else the names in the split's annotations)",
     )
     parser.add_argument("--images", help="COCO image directory")
+    parser.add_argument(
+        "--masks", action="store_true",
+        help="also check the instance masks as instance heads read them (VOC SegmentationObject and "
+        "SegmentationClass PNGs, COCO segmentations)",
+    )
     args = parser.parse_args()
 
     if args.voc:
-        report = check_voc(args.voc, args.split, args.classes.split(",") if args.classes else None, args.image_set)
+        classes = args.classes.split(",") if args.classes else None
+        report = check_voc(args.voc, args.split, classes, args.image_set, with_masks=args.masks)
     else:
         if not args.images:
             parser.error("--coco-ann needs --images")
-        report = check_coco(args.coco_ann, args.images)
+        report = check_coco(args.coco_ann, args.images, with_masks=args.masks)
     print(report.summary())
     return 1 if report.errors else 0
 

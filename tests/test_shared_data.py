@@ -5,7 +5,7 @@ import pycocotools.mask as mask_utils
 import pytest
 from pycocotools.coco import COCO
 
-from datasets.check import check_voc
+from datasets.check import check_coco, check_voc
 from datasets.coco import COCODetection
 from datasets.safe_io import read_index_png
 from datasets.voc import VOCDetection
@@ -61,3 +61,12 @@ def test_coco_samples_crowd_rle_and_noncontiguous_ids(shared_data, ann, images):
             assert dataset.label_to_category_id[int(target["labels"][anns.index(a)])] == a["category_id"]
         crowd_seen |= bool(target["iscrowd"].any())
     assert crowd_seen
+
+
+def test_coco_mini_instance_masks_pass_the_checker_and_load(shared_data):
+    """What ``check_dataset.py --masks`` passes, the reader loads with ``with_masks`` (MNC's data)."""
+    root = shared_data / "coco_mini"
+    ann, images = root / "annotations" / "instances_val2017.json", root / "val2017"
+    assert check_coco(ann, images, with_masks=True).errors == []
+    _, target = COCODetection(images, ann, with_masks=True)[0]
+    assert target["masks"].shape[0] == len(target["boxes"]) and target["masks"].flatten(1).any(1).all()
