@@ -69,6 +69,7 @@ def test_fit_runs_all_three_stages_and_the_checkpoints_reload(grid_search, shape
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         state = {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
         assert bool(state["svm_fitted"]) and bool(state["regressor_fitted"])
+        assert checkpoint["optimizer_states"]  # re-saved whole, so last.ckpt still resumes
         fresh = RCNN(
             backbone=SmallCNN(width=8), num_classes=4, feature="c3", crop_size=32, pool_size=2,
             representation_size=32, crops_per_batch=32, cache_dir=tmp_path / "proposals",

@@ -176,5 +176,5 @@ class RCNNStages(Callback):
             for logger in trainer.loggers:
                 logger.log_metrics({f"rcnn/{k}": v for k, v in self.summary.items()}, step=trainer.global_step)
         for path in checkpoints_to_refresh(trainer):
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # the whole state, as ModelCheckpoint saves it: last.ckpt resumes
             rank_zero_info(f"R-CNN stages: re-saved {path} with the SVMs and box regressors")
