@@ -82,7 +82,7 @@ def _check(dataset: VOCDetection | COCODetection, name: str) -> DatasetReport:
         report.problems += _check_image(image_path, target["orig_size"])
         if dataset.with_masks:
             try:
-                report.problems += dataset.load_masks(index)[1]
+                report.problems += dataset.load_masks(index, loaded)[1]
             except DatasetError as error:
                 report.problems.append(Problem(error.path, error.problem))
     return report

@@ -160,7 +160,8 @@ class COCODetection(DetectionDataset):
         return target, kept, problems
 
     def load(self, index: int) -> tuple[np.ndarray, Target]:
-        target, kept, problems = self.load_annotation(index)
+        annotation = self.load_annotation(index)
+        target, _, problems = annotation
         path = self.image_path(index)
         image, decode_problems = decode_image(path)
         for problem in problems + decode_problems:
@@ -169,20 +170,23 @@ class COCODetection(DetectionDataset):
         if image.shape[:2] != target["orig_size"]:
             raise DatasetError(path, f"annotation says {target['orig_size']} but the image is {image.shape[:2]}")
         if self.with_masks or self.with_semantic:
-            masks, _ = self.load_masks(index)
+            masks, _ = self.load_masks(index, annotation)
             target.update(masks)
         return image, target
 
-    def load_masks(self, index: int) -> tuple[dict[str, np.ndarray], list[Problem]]:
+    def load_masks(
+        self, index: int, annotation: tuple[Target, list[dict], list[Problem]]
+    ) -> tuple[dict[str, np.ndarray], list[Problem]]:
         """``masks [K, H, W]`` uint8 of the kept annotations (``with_masks``) and ``semantic [H, W]``
         (``with_semantic``), decoded from their ``segmentation`` (polygons or RLE), and the
-        warnings found (none here; the pair matches ``VOCDetection.load_masks``).
+        warnings found (none here; the pair matches ``VOCDetection.load_masks``). ``annotation``:
+        ``load_annotation(index)``'s result.
 
         Raises ``DatasetError`` naming the annotation file, the image and the annotation when a
         kept annotation has no segmentation, an RLE of another size than the image's, or one
         pycocotools cannot decode.
         """
-        target, kept, _ = self.load_annotation(index)
+        target, kept, _ = annotation
         height, width = target["orig_size"]
         masks = []
         for ann in kept:

@@ -179,8 +179,8 @@ class VOCDetection(DetectionDataset):
         return target, problems
 
     def load(self, index: int) -> tuple[np.ndarray, Target]:
-        target, problems = self.load_annotation(index)
-        target.pop("_keep")
+        annotation = self.load_annotation(index)
+        target, problems = annotation
         for problem in problems:
             warnings.warn(str(problem), stacklevel=2)
         image, decode_problems = decode_image(self.image_path(index))
@@ -192,23 +192,24 @@ class VOCDetection(DetectionDataset):
                 self.annotation_path(index), f"<size> says {target['orig_size']} but the image is {image.shape[:2]}"
             )
         if self.with_masks:
-            masks, mask_problems = self.load_masks(index)
+            masks, mask_problems = self.load_masks(index, annotation)
             for problem in mask_problems:
                 warnings.warn(str(problem), stacklevel=2)
             self.problems.extend(mask_problems)
             target.update(masks)
+        target.pop("_keep")
         return image, target
 
-    def load_masks(self, index: int) -> tuple[dict[str, np.ndarray], list[Problem]]:
+    def load_masks(self, index: int, annotation: tuple[Target, list[Problem]]) -> tuple[dict[str, np.ndarray], list[Problem]]:
         """``masks [K, H, W]`` uint8 (the kept objects' instances) and ``semantic [H, W]`` from the
         ``SegmentationObject`` / ``SegmentationClass`` PNGs, and the problems found.
 
-        Instance ``i`` is the annotation's ``i``-th object; the objects the box checks drop
-        (``load_annotation``) are left out. Raises ``DatasetError`` naming the PNG when a mask is missing,
+        ``annotation``: ``load_annotation(index)``'s result (the XML is not parsed again). Instance
+        ``i`` is the annotation's ``i``-th object; the objects the box checks drop are left out. Raises ``DatasetError`` naming the PNG when a mask is missing,
         corrupt, of another size than the annotation's ``<size>``, or holds an instance id beyond
         the annotation's objects; a kept object without pixels is a warning.
         """
-        target, _ = self.load_annotation(index)
+        target, _ = annotation
         keep = target["_keep"]  # [G] bool
         name = self.ids[index]
         object_path = resolve_inside(self.root, Path("SegmentationObject") / f"{name}.png")

@@ -10,27 +10,15 @@ backbone.
 
 import argparse
 import time
-from collections import OrderedDict
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 
-from detection.backbones import SmallCNN
+from detection.backbones import SingleTap, SmallCNN
 from detection.faster_rcnn import FasterRCNN
 from detection.transform import IMAGENET_MEAN, IMAGENET_STD
-
-
-class _Tap(nn.Module):
-    """Our backbone as torchvision expects it: ``Tensor -> OrderedDict`` with ``out_channels``."""
-
-    def __init__(self, backbone: nn.Module, feature: str) -> None:
-        super().__init__()
-        self.body, self.feature, self.out_channels = backbone, feature, backbone.channels[feature]
-
-    def forward(self, x: Tensor) -> "OrderedDict[str, Tensor]":
-        return OrderedDict([(self.feature, self.body(x)[self.feature])])
 
 
 def _timed(fn, images: list[Tensor]) -> float:
@@ -56,7 +44,7 @@ def main() -> None:
     from torchvision.ops import MultiScaleRoIAlign  # replaced below by our RoI max pooling, as in ours
 
     theirs = TorchvisionFasterRCNN(
-        _Tap(ours.backbone, "c3"), num_classes=None, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
+        SingleTap(ours.backbone, "c3"), num_classes=None, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD),
         rpn_anchor_generator=AnchorGenerator(((16, 32, 64),), ((0.5, 1.0, 2.0),)),
         box_roi_pool=MultiScaleRoIAlign(["c3"], 7, 2), rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
         box_score_thresh=0.0, box_batch_size_per_image=64, box_head=ours.roi_heads.box_head,

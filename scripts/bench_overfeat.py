@@ -8,7 +8,7 @@
     # k (top_k_classes) and merge_threshold scored on the validation split of a checkpoint
     OMP_NUM_THREADS=1 python scripts/bench_overfeat.py tune --checkpoint runs/.../best.ckpt --data data/shapes_single
 
-Training goes through ``scripts/train.py fit`` (``detection.cli.run_cli``, in this process) on
+Training goes through ``scripts/train.py fit`` (``bench_runs.fit``, a subprocess) on
 the configs as written, with ``--trainer.max_time`` as the budget (the configs themselves end by
 epochs) and every checkpoint, log and prediction under ``--out``. A missing ``--data`` root is
 generated as the datamodule would (``write_shapes``; ``--train-images`` for the training split).
@@ -28,18 +28,15 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import torch  # noqa: E402
-import yaml  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from datasets.shapes import SHAPE_CLASSES  # noqa: E402
 from datasets.shapes_writer import write_shapes  # noqa: E402
 from datasets.voc import VOCDetection  # noqa: E402
 from detection.checkpoint import load_detector  # noqa: E402
-from detection.cli import run_cli  # noqa: E402
 from detection.evaluation import ClsLocEvaluator, VOCEvaluator  # noqa: E402
 from detection.overfeat import OverFeat  # noqa: E402
-from detection.system import DetectionSystem  # noqa: E402
-from bench_runs import max_time  # noqa: E402 (scripts/ is on the path when this runs)
+import bench_runs  # noqa: E402 (scripts/ is on the path when this runs)
 
 REPO = Path(__file__).resolve().parents[1]
 LOCALIZATION_GOAL = 0.93  # the issue: cls+loc accuracy on single-object shapes
@@ -57,27 +54,20 @@ def ensure_data(root: Path, *, single_object: bool, train_images: int | None) ->
         write_shapes(root, sizes=sizes, single_object=single_object)
 
 
-def fit(config: str, *, data: Path, out: Path, max_time: str, extra: Sequence[str] = ()) -> tuple[Path, float, int]:
-    """``scripts/train.py fit`` on ``config`` within ``max_time`` -> ``(best.ckpt, seconds, epochs)``
-    (``last.ckpt`` when no validation ran within the budget)."""
-    name = f"{Path(config).parent.name}_{time.strftime('%Y%m%d_%H%M%S')}"  # a fresh directory per run
-    ckpt_dir = out / name / "checkpoints"
-    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(out), "name": name}}
-    args = [
-        "fit", "--config", str(REPO / config), "--data.init_args.root", str(data), "--trainer.max_time", max_time,
-        "--trainer.logger", yaml.safe_dump(logger, default_flow_style=True).strip(), "--trainer.enable_progress_bar", "false",
-        "--checkpoint.dirpath", str(ckpt_dir), "--last_checkpoint.dirpath", str(ckpt_dir), *extra,
-    ]
+def fit(config: str, *, data: Path, out: Path, minutes: float, workers: int) -> tuple[Path, float, int]:
+    """``bench_runs.fit`` on ``config`` with ``data`` -> ``(best.ckpt, seconds, epochs)`` (``last.ckpt``
+    when no validation ran within the budget)."""
     start = time.perf_counter()
-    cli = run_cli(DetectionSystem, args)
+    extra = [f"--data.init_args.root={data}", f"--data.init_args.num_workers={workers}"]
+    run = bench_runs.fit(REPO / config, out / Path(config).parent.name, minutes, extra)
     seconds = time.perf_counter() - start
-    best = ckpt_dir / "best.ckpt"
+    best = run / "checkpoints" / "best.ckpt"
     if not best.is_file():  # the budget ended before the first validation (check_val_every_n_epoch)
-        print(f"{config}: no validation within the budget, scoring {ckpt_dir / 'last.ckpt'}")
-        best = ckpt_dir / "last.ckpt"
+        print(f"{config}: no validation within the budget, scoring {best.with_name('last.ckpt')}")
+        best = best.with_name("last.ckpt")
     if not best.is_file():
-        raise SystemExit(f"{config}: no checkpoint in {ckpt_dir}: the budget {max_time} ended within the first epoch")
-    return best, seconds, cli.trainer.current_epoch
+        raise SystemExit(f"{config}: no checkpoint in {best.parent}: the budget of {minutes:g} min ended within the first epoch")
+    return best, seconds, bench_runs.epochs_done(run)
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -172,12 +162,10 @@ def print_grid(results: dict[tuple[int, float], float], best: tuple[int, float],
 # ----------------------------------------------------------------------------- commands
 def localization(args: argparse.Namespace) -> None:
     ensure_data(args.data, single_object=True, train_images=args.train_images)
-    workers = ["--data.init_args.num_workers", str(args.num_workers)]
-    budget = max_time(args.minutes)
     reader = split_reader(args.data, "test")
     rows = []
     for config in (args.config, args.baseline):
-        best, seconds, epochs = fit(config, data=args.data, out=args.out, max_time=budget, extra=workers)
+        best, seconds, epochs = fit(config, data=args.data, out=args.out, minutes=args.minutes, workers=args.num_workers)
         model = load_detector(best).model.eval()
         evaluator = ClsLocEvaluator(classes=list(SHAPE_CLASSES))
         if isinstance(model, OverFeat):
@@ -201,8 +189,7 @@ def localization(args: argparse.Namespace) -> None:
 
 def detection(args: argparse.Namespace) -> None:
     ensure_data(args.data, single_object=False, train_images=args.train_images)
-    workers = ["--data.init_args.num_workers", str(args.num_workers)]
-    best, seconds, epochs = fit(args.config, data=args.data, out=args.out, max_time=max_time(args.minutes), extra=workers)
+    best, seconds, epochs = fit(args.config, data=args.data, out=args.out, minutes=args.minutes, workers=args.num_workers)
     model = load_detector(best).model.eval()
     views, targets = cache_views(model, split_reader(args.data, "test"), args.limit)
     evaluator = VOCEvaluator(classes=list(SHAPE_CLASSES))

@@ -19,7 +19,7 @@ from torchvision.models.detection.mask_rcnn import (
 )
 from torchvision.ops import MultiScaleRoIAlign
 
-from detection.backbones.base import Backbone
+from detection.backbones import Backbone, SingleTap
 from detection.faster_rcnn import (
     RPN_BATCH_PER_IMAGE,
     RPN_BG_IOU,
@@ -32,20 +32,6 @@ from detection.transform import IMAGENET_MEAN, IMAGENET_STD
 BOX_POOL_SIZE = 7
 MASK_POOL_SIZE = 14
 ROI_ALIGN_SAMPLING = 2  # torchvision's default
-
-
-class _Tap(nn.Module):
-    """A backbone cut to one tap, in the form torchvision expects (``out_channels``, a dict of maps)."""
-
-    def __init__(self, backbone: Backbone, feature: str) -> None:
-        super().__init__()
-        backbone.truncate(feature)
-        self.body = backbone
-        self.feature = feature
-        self.out_channels = backbone.channels[feature]
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        return {self.feature: self.body(x)[self.feature]}
 
 
 class MaskRCNNBaseline(nn.Module):
@@ -71,10 +57,8 @@ class MaskRCNNBaseline(nn.Module):
         detections_per_img: int = 100,
     ) -> None:
         super().__init__()
-        if feature not in backbone.strides:
-            raise ValueError(f"feature {feature!r} is not a tap of the backbone: {list(backbone.strides)}")
         self.num_classes = num_classes
-        tap = _Tap(backbone, feature)
+        tap = SingleTap(backbone, feature)
         channels = tap.out_channels
         anchors = AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),))
         self.detector = MaskRCNN(

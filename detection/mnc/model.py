@@ -195,13 +195,15 @@ class MNC(nn.Module):
             mask_logits_5, class_logits_5, _ = self.mask_and_categorise(features, boxes)
             stages.append((boxes, mask_logits_5, class_logits_5))
         counts = [len(p) for p in proposals]
-        out = []
-        for i in range(len(proposals)):
-            boxes = torch.cat([s[0][i] for s in stages])
-            masks = torch.cat([s[1].split(counts)[i].sigmoid() for s in stages])
-            probs = torch.cat([F.softmax(s[2].split(counts)[i], dim=-1) for s in stages])
-            out.append((boxes, masks, probs))
-        return out
+        per_stage = [(boxes, masks.sigmoid().split(counts), F.softmax(logits, dim=-1).split(counts)) for boxes, masks, logits in stages]
+        return [
+            (
+                torch.cat([boxes[i] for boxes, _, _ in per_stage]),
+                torch.cat([masks[i] for _, masks, _ in per_stage]),
+                torch.cat([probs[i] for _, _, probs in per_stage]),
+            )
+            for i in range(len(proposals))
+        ]
 
     def _select(self, boxes: Tensor, masks: Tensor, probs: Tensor) -> dict[str, Tensor]:
         """One image's candidates -> kept instances: ``boxes``, ``labels``, ``scores``, ``masks [K, G, G]`` on ``frames [K, 4]``."""
