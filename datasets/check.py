@@ -5,12 +5,14 @@ box checks and decoder (``datasets.safe_io.decode_image``, under PIL's decompres
 guard), so whatever a reader would refuse it reports as an error first, and an image a reader
 loads with a warning (missing trailing bytes) is a warning here too (see ``docs/bad_input.md``).
 With ``with_masks`` it also reads every instance mask with the readers' ``load_masks`` (for
-instance heads, which train with ``with_masks``).
+instance heads, which train with ``with_masks``), and the summary counts the masks read per class.
+A COCO check can keep a subset of the categories (``categories``), as training reads it.
 A COCO file's broken entries (unknown image or category ids, missing fields) are all listed,
 and the rest of the file is still checked.
 """
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ class DatasetReport:
     boxes_per_class: Counter = field(default_factory=Counter)
     empty_images: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    masks_per_class: Counter | None = None  # None: instance masks were not read (no ``with_masks``)
 
     @property
     def errors(self) -> list[Problem]:
@@ -42,6 +45,12 @@ class DatasetReport:
         lines.append("boxes per class:")
         width = max((len(c) for c in self.boxes_per_class), default=0)
         lines += [f"  {name:<{width}}  {count}" for name, count in sorted(self.boxes_per_class.items())]
+        if self.masks_per_class is None:
+            lines.append("instance masks: not read (check them with --masks)")
+        else:
+            lines.append(f"instance masks read: {sum(self.masks_per_class.values())}, per class:")
+            width = max((len(c) for c in self.masks_per_class), default=0)
+            lines += [f"  {name:<{width}}  {count}" for name, count in sorted(self.masks_per_class.items())]
         lines.append(f"images without boxes: {len(self.empty_images)}")
         lines += [f"  {name}" for name in self.empty_images[:20]]
         if len(self.empty_images) > 20:
@@ -64,7 +73,7 @@ def _check_image(path: Path, expected: tuple[int, int]) -> list[Problem]:
 
 
 def _check(dataset: VOCDetection | COCODetection, name: str) -> DatasetReport:
-    report = DatasetReport(name=name, classes=list(dataset.classes))
+    report = DatasetReport(name=name, classes=list(dataset.classes), masks_per_class=Counter() if dataset.with_masks else None)
     for index in range(len(dataset)):
         report.images += 1
         try:
@@ -85,6 +94,8 @@ def _check(dataset: VOCDetection | COCODetection, name: str) -> DatasetReport:
                 report.problems += dataset.load_masks(index, loaded)[1]
             except DatasetError as error:
                 report.problems.append(Problem(error.path, error.problem))
+            else:  # one mask per kept object
+                report.masks_per_class.update(dataset.classes[label - 1] for label in labels)
     return report
 
 
@@ -101,13 +112,18 @@ def check_voc(
     return _check(dataset, f"VOC {root} [{split}]")
 
 
-def check_coco(ann_file: str | Path, image_root: str | Path, *, with_masks: bool = False) -> DatasetReport:
-    """``with_masks``: also decode every kept annotation's segmentation as the reader's ``with_masks`` does."""
-    name = f"COCO {ann_file}"
+def check_coco(
+    ann_file: str | Path, image_root: str | Path, *, with_masks: bool = False, categories: Sequence[str | int] | None = None
+) -> DatasetReport:
+    """``with_masks``: also decode every kept annotation's segmentation as the reader's ``with_masks`` does;
+    ``categories``: check only that subset (names or ids), as ``COCODetection(categories=...)`` reads it:
+    the other categories' annotations are ignored and an image without the kept ones counts as empty."""
+    name = f"COCO {ann_file}" + (f" (categories {list(categories)})" if categories is not None else "")
     try:
         data, structural = structural_problems(read_instances(ann_file), ann_file)
+        dataset = COCODetection(image_root, ann_file, coco=index_coco(data), with_masks=with_masks, categories=categories)
     except DatasetError as error:
-        return DatasetReport(name=name, problems=[Problem(error.path, error.problem)])
-    report = _check(COCODetection(image_root, ann_file, coco=index_coco(data), with_masks=with_masks), name)
+        return DatasetReport(name=name, problems=[*structural, Problem(error.path, error.problem)])
+    report = _check(dataset, name)
     report.problems[:0] = structural
     return report

@@ -5,7 +5,12 @@
   order: ``category_id_to_label`` and ``label_to_category_id`` go both ways.
 - ``iscrowd`` is kept per object; crowd regions stay in the target for the evaluator.
 - Masks (polygons, compressed or uncompressed RLE) are decoded in ``load(i)``, on demand.
-- Images without annotations are kept unless ``filter_empty=True`` (for training).
+- ``categories`` keeps a subset (names or ids, e.g. ``["person"]`` or ``[1]``): the other
+  categories' annotations are ignored, and labels ``1..C`` follow the kept ids in sorted order,
+  so ``label_to_category_id`` still gives the original COCO ids for results and evaluation.
+- Images without annotations (of the kept categories) are kept unless ``filter_empty=True``
+  (for training), as torchvision's references and detectron2 (``FILTER_EMPTY_ANNOTATIONS``)
+  drop them for training only: evaluation needs the negatives.
 - ``file_name`` must stay inside ``image_root``.
 """
 
@@ -13,6 +18,7 @@ import contextlib
 import io
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +103,48 @@ def load_coco(ann_file: str | Path) -> COCO:
     return index_coco(data)
 
 
+def category_ids(categories: Sequence[dict], wanted: Sequence[str | int], ann_file: str | Path) -> list[int]:
+    """The ids of the ``wanted`` categories, in the order given, duplicates dropped.
+
+    An entry is a category ``name`` or ``id``; a string that names no category but is a number
+    (``"1"`` from a command line) is read as an id. Unknown entries raise ``DatasetError`` naming
+    ``ann_file`` and listing the categories that exist.
+    """
+    by_name = {c["name"]: c["id"] for c in categories}
+    known_ids = {c["id"] for c in categories}
+    ids: list[int] = []
+    unknown: list[str | int] = []
+    for entry in wanted:
+        if isinstance(entry, str) and entry in by_name:
+            found = by_name[entry]
+        elif isinstance(entry, int) and not isinstance(entry, bool) and entry in known_ids:
+            found = entry
+        elif isinstance(entry, str) and entry.strip().isdigit() and int(entry) in known_ids:
+            found = int(entry)
+        else:
+            unknown.append(entry)
+            continue
+        if found not in ids:
+            ids.append(found)
+    if unknown:
+        listing = ", ".join(f"{c['name']} ({c['id']})" for c in sorted(categories, key=lambda c: c["id"]))
+        raise DatasetError(ann_file, f"no category named or numbered {unknown}; its categories (id) are: {listing}")
+    return ids
+
+
 class COCODetection(DetectionDataset):
-    """``dataset[i] -> (Tensor[3, H, W], target)``; ``image_id`` is COCO's id."""
+    """``dataset[i] -> (Tensor[3, H, W], target)``; ``image_id`` is COCO's id.
+
+    Args:
+        image_root, ann_file: the images folder and the instances JSON.
+        categories: keep only these categories (names or ids, see ``category_ids``); ``None``
+            keeps all. Labels are ``1..C`` over the kept ids in sorted order. Raises
+            ``DatasetError`` for an unknown entry, and when the file has no annotation of them.
+        filter_empty: drop images without a non-crowd annotation (of the kept categories);
+            raises ``DatasetError`` when that leaves no image.
+        with_masks, with_semantic: also decode ``masks [K, H, W]`` / ``semantic [H, W]``.
+        coco: the ``COCO`` index already read from ``ann_file`` (the checker's).
+    """
 
     def __init__(
         self,
@@ -108,6 +154,7 @@ class COCODetection(DetectionDataset):
         transforms: Transforms | None = None,
         with_masks: bool = False,
         with_semantic: bool = False,
+        categories: Sequence[str | int] | None = None,
         filter_empty: bool = False,
         coco: COCO | None = None,
     ) -> None:
@@ -117,18 +164,30 @@ class COCODetection(DetectionDataset):
         self.coco = coco if coco is not None else load_coco(ann_file)  # `coco`: already read from ann_file
         self.with_masks = with_masks
         self.with_semantic = with_semantic
-        category_ids = sorted(self.coco.getCatIds())
-        self.category_id_to_label = {cid: label for label, cid in enumerate(category_ids, start=1)}
+        kept_ids = sorted(
+            self.coco.getCatIds() if categories is None else category_ids(self.coco.dataset["categories"], categories, ann_file)
+        )
+        self.category_id_to_label = {cid: label for label, cid in enumerate(kept_ids, start=1)}
         self.label_to_category_id = {label: cid for cid, label in self.category_id_to_label.items()}
-        self.classes = [self.coco.cats[cid]["name"] for cid in category_ids]
+        self.classes = [self.coco.cats[cid]["name"] for cid in kept_ids]
+        if categories is not None and not any(a["category_id"] in self.category_id_to_label for a in self.coco.anns.values()):
+            raise DatasetError(ann_file, f"no annotation of the categories kept ({self.classes}): the subset is empty")
         ids = sorted(self.coco.getImgIds())
         if filter_empty:
-            ids = [i for i in ids if any(not a.get("iscrowd", 0) for a in self.coco.imgToAnns[i])]
+            ids = [i for i in ids if any(not a.get("iscrowd", 0) for a in self.annotations(i))]
+            if not ids and self.coco.imgs:
+                raise DatasetError(
+                    ann_file, f"no image has a non-crowd object of {self.classes}: filter_empty left no image"
+                )
         self.ids = ids
         self.problems: list[Problem] = []
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def annotations(self, image_id: int) -> list[dict]:
+        """The image's raw annotations of the kept categories, in file order."""
+        return [a for a in self.coco.imgToAnns[image_id] if a["category_id"] in self.category_id_to_label]
 
     @property
     def image_ids(self) -> list[int]:
@@ -143,8 +202,8 @@ class COCODetection(DetectionDataset):
         image_id = self.ids[index]
         info = self.coco.imgs[image_id]
         height, width = int(info["height"]), int(info["width"])
-        anns = self.coco.imgToAnns[image_id]
-        raw = xywh_to_xyxy(np.asarray([a["bbox"] for a in anns], dtype=np.float32))
+        anns = self.annotations(image_id)
+        raw = xywh_to_xyxy(np.asarray([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4))
         where = f"{self.ann_file} (image id {image_id}, {info['file_name']})"
         boxes, keep, problems = check_boxes(where, raw, height, width)
         kept = [a for a, k in zip(anns, keep) if k]

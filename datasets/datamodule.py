@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset, get_worker_info
 
 from datasets.base import BadImageLog, DetectionDataset
-from datasets.coco import COCODetection
+from datasets.coco import COCODetection, category_ids
 from datasets.collate import collate_detection
 from datasets.errors import DatasetError
 from datasets.shapes import SHAPE_CLASSES
@@ -91,10 +91,13 @@ class DetectionDataModule(L.LightningDataModule):
             ``VOCSegmentation`` for ``voc``/``shapes``, COCO instances painted into a class map).
         train_split, val_split, test_split: split names (VOC ``ImageSets`` files, COCO
             ``instances_<split>.json`` + ``<split>/``).
-        classes: foreground class names. Left out, they come from the data: COCO's categories in
-            id order (a given list must equal them), the four shapes, VOC's 20 for VOC year
-            directories (``VOC2007``...) and for ``task="semantic"``, else the sorted unique
+        classes: foreground class names in label order (``classes[label - 1]``). Left out, they
+            come from the data: COCO's categories in id order, the four shapes, VOC's 20 for VOC
+            year directories (``VOC2007``...) and for ``task="semantic"``, else the sorted unique
             ``<name>``s of the training split's annotations (``datasets.voc.default_voc_classes``).
+            For COCO a list keeps that subset of the categories (``[person]``; ids such as ``[1]``
+            work too) and must follow their id order, as the labels do; every split reads the
+            same subset (``COCODetection(categories=...)``).
         with_masks: detection targets also carry ``masks [K, H, W]`` (and ``semantic``).
         image_set: VOC layouts' ``ImageSets`` folder for the splits: ``Main``, or ``Segmentation``
             (VOC's images with ``SegmentationObject`` masks, for instance heads).
@@ -103,7 +106,9 @@ class DetectionDataModule(L.LightningDataModule):
         crop_size: fixed square training size (pad + random crop), e.g. for stacked FCN batches.
         batch_size, eval_batch_size: loader batch sizes (eval defaults to ``batch_size``).
         num_workers: DataLoader workers (``persistent_workers`` when > 0, seeded by ``seed_worker``).
-        filter_empty: COCO training drops images without non-crowd objects.
+        filter_empty: COCO training drops images without non-crowd objects (of the kept
+            ``classes``), as torchvision's references and detectron2 do; ``False`` keeps them as
+            negatives. Validation and test always keep every image.
         shapes_image_size, shapes_single_object, shapes_sizes: how ``write_shapes`` generates a
             missing shapes root (``shapes_sizes`` images per split; default ``write_shapes``'s).
         max_bad_fraction: training skips unreadable images (``datasets.base.BadImageLog``) and
@@ -124,7 +129,7 @@ class DetectionDataModule(L.LightningDataModule):
         train_split: str = "train",
         val_split: str = "val",
         test_split: str = "test",
-        classes: list[str] | None = None,
+        classes: list[str | int] | None = None,
         with_masks: bool = False,
         image_set: Literal["Main", "Segmentation"] = "Main",
         augment: bool | Literal["flip"] = True,
@@ -160,7 +165,11 @@ class DetectionDataModule(L.LightningDataModule):
         self.shapes_sizes = shapes_sizes
         self.max_bad_fraction = max_bad_fraction
         self.bad_images_file = bad_images_file
-        self._classes = list(classes) if classes else (list(SHAPE_CLASSES) if format == "shapes" else None)
+        if classes and format != "coco" and not all(isinstance(c, str) for c in classes):
+            raise ValueError(f"classes={list(classes)}: category ids work for COCO only; give {format} class names")
+        # COCO: the categories asked for (names or ids); their names are known once the file is read
+        self._categories = list(classes) if classes and format == "coco" else None
+        self._classes = list(classes) if classes and format != "coco" else (list(SHAPE_CLASSES) if format == "shapes" else None)
         self.datasets: dict[str, Dataset] = {}
 
     @property
@@ -203,9 +212,16 @@ class DetectionDataModule(L.LightningDataModule):
         if self.format == "coco":
             ann_file = root / "annotations" / f"instances_{split}.json"
             dataset = COCODetection(
-                root / split, ann_file, transforms=transforms,
+                root / split, ann_file, transforms=transforms, categories=self._categories,
                 with_masks=self.with_masks, with_semantic=semantic, filter_empty=self.filter_empty and stage == "train",
             )
+            if self._categories is not None and self._classes is None:
+                asked = category_ids(dataset.coco.dataset["categories"], self._categories, ann_file)
+                if asked != sorted(asked):
+                    raise DatasetError(
+                        ann_file, f"classes={self._categories}: list them in category-id order, as the labels "
+                        f"follow it: {dataset.classes}",
+                    )
             if self._classes is not None and list(self._classes) != dataset.classes:
                 raise DatasetError(
                     ann_file, f"categories {dataset.classes} (in id order) differ from classes={list(self._classes)}"

@@ -1,7 +1,10 @@
 """Drawing predictions on images and writing image files atomically.
 
 One drawing for whatever a head predicts: boxes with class names and scores, instance masks
-blended in the box colours, and a semantic map blended in the VOC palette colours.
+blended in the box colours, and a semantic map blended in the VOC palette colours. Only
+detections scoring at least a display threshold (``DRAW_SCORE_THRESHOLD``) are drawn: the
+saved JSON/CSV keep every detection, but a weak model's ~100 low-score boxes per image would
+bury the picture (detectron2's demo also defaults to ``--confidence-threshold 0.5``).
 
 Shape letters: ``K`` detections, ``H, W`` the image size.
 """
@@ -21,6 +24,7 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from datasets.palette import save_palette_png, voc_palette
 
 MASK_THRESHOLD = 0.5
+DRAW_SCORE_THRESHOLD = 0.5  # detections drawn: score >= this (the saved predictions keep all)
 BOX_LINE_WIDTH = 2
 MASK_ALPHA = 0.4
 SEMANTIC_ALPHA = 0.5
@@ -71,9 +75,18 @@ def overlay_semantic(image: Tensor, labels: Tensor, alpha: float = SEMANTIC_ALPH
     return torch.where(labels.cpu().bool(), (1 - alpha) * image + alpha * colour, image)
 
 
-def draw_prediction(image: Tensor, pred: dict[str, Tensor], classes: Sequence[str]) -> Tensor:
-    """``Tensor[3, H, W]`` float in [0, 1] + one image's prediction -> ``Tensor[3, H, W]`` uint8 drawing."""
+def draw_prediction(
+    image: Tensor, pred: dict[str, Tensor], classes: Sequence[str], *, score_threshold: float = DRAW_SCORE_THRESHOLD
+) -> Tensor:
+    """``Tensor[3, H, W]`` float in [0, 1] + one image's prediction -> ``Tensor[3, H, W]`` uint8 drawing.
+
+    Draws the detections whose ``scores`` are ``>= score_threshold`` (all of them when ``pred`` has
+    no ``scores``); a semantic map is drawn whole.
+    """
     image = image.cpu()
+    if "scores" in pred:
+        keep = pred["scores"].cpu() >= score_threshold  # [K] bool
+        pred = {k: v.cpu()[keep] if k in ("boxes", "labels", "scores", "masks") else v for k, v in pred.items()}
     if "semantic" in pred:
         image = overlay_semantic(image, pred["semantic"])
     canvas = (image.clamp(0, 1) * 255).round().to(torch.uint8)
@@ -86,5 +99,7 @@ def draw_prediction(image: Tensor, pred: dict[str, Tensor], classes: Sequence[st
         masks = pred["masks"].cpu()
         masks = (masks[:, 0] if masks.dim() == 4 else masks) > MASK_THRESHOLD  # [K, 1, H, W] or [K, H, W] -> [K, H, W]
         canvas = draw_segmentation_masks(canvas, masks, alpha=MASK_ALPHA, colors=box_colours)
-    names = [f"{class_name(label, classes)} {score:.2f}" for label, score in zip(labels, pred["scores"].tolist())]
+    names = [class_name(label, classes) for label in labels]
+    if "scores" in pred:
+        names = [f"{name} {score:.2f}" for name, score in zip(names, pred["scores"].tolist())]
     return draw_bounding_boxes(canvas, pred["boxes"].cpu(), labels=names, colors=box_colours, width=BOX_LINE_WIDTH)

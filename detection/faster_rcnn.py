@@ -21,6 +21,7 @@ from collections import OrderedDict
 
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.ops import FeaturePyramidNetwork
 
@@ -33,6 +34,24 @@ RPN_BG_IOU = 0.3  # and < 0.3 negative
 RPN_BATCH_PER_IMAGE = 256
 RPN_POSITIVE_FRACTION = 0.5
 RPN_NMS = 0.7
+
+
+class Float32AnchorGenerator(AnchorGenerator):
+    """torchvision's ``AnchorGenerator`` making fp32 anchors also when the feature maps are bf16 /
+    fp16 (autocast): it takes their dtype, and bf16 rounds coordinates above 256 px to 2-4 px."""
+
+    def forward(self, image_list: ImageList, feature_maps: list[Tensor]) -> list[Tensor]:
+        return super().forward(image_list, [f.float() for f in feature_maps])
+
+
+class Float32RPNHead(RPNHead):
+    """torchvision's ``RPNHead`` (same parameters) with fp32 objectness logits and box deltas under
+    autocast: torchvision's box coder decodes in the deltas' dtype, where bf16 (8 significant bits)
+    loses whole pixels above 128 px; so the RPN's loss, proposals and NMS stay fp32."""
+
+    def forward(self, x: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        logits, deltas = super().forward(x)
+        return [t.float() for t in logits], [t.float() for t in deltas]
 
 
 def build_rpn(
@@ -48,7 +67,7 @@ def build_rpn(
     ``rpn_class``/``kwargs``: a subclass and its extra arguments (MNC's differentiable RPN)."""
     return rpn_class(
         anchors,
-        RPNHead(channels, anchors.num_anchors_per_location()[0]),
+        Float32RPNHead(channels, anchors.num_anchors_per_location()[0]),
         fg_iou_thresh=RPN_FG_IOU,
         bg_iou_thresh=RPN_BG_IOU,
         batch_size_per_image=RPN_BATCH_PER_IMAGE,
@@ -110,7 +129,7 @@ class FasterRCNN(nn.Module):
         self.fpn = FeaturePyramidNetwork([backbone.channels[tap] for tap in self.taps], fpn_channels) if levels > 1 else None
         channels = fpn_channels if levels > 1 else backbone.channels[self.taps[0]]
         per_level = len(anchor_sizes) // levels
-        anchors = AnchorGenerator(
+        anchors = Float32AnchorGenerator(
             sizes=tuple(tuple(anchor_sizes[i : i + per_level]) for i in range(0, len(anchor_sizes), per_level)),
             aspect_ratios=(tuple(aspect_ratios),) * levels,
         )

@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from datasets.boxes import xyxy_to_xywh
 from datasets.palette import VOID_INDEX
-from detection.drawing import atomic_write, class_name, draw_prediction, save_mask, save_png
+from detection.drawing import DRAW_SCORE_THRESHOLD, atomic_write, class_name, draw_prediction, save_mask, save_png
 from detection.evaluation.records import MASK_THRESHOLD, encode_masks
 from detection.evaluation.results_io import label_mapper, rle_for_json
 from detection.predictor import predict_images
@@ -193,7 +193,8 @@ def _entry(rel: str, image: Tensor, pred: dict[str, Tensor], out_dir: Path) -> d
 
 
 def _predict_batch(
-    model: nn.Module, batch: list, root: Path, out_dir: Path, classes: Sequence[str], score_threshold: float, draw: bool, device: str | torch.device
+    model: nn.Module, batch: list, root: Path, out_dir: Path, classes: Sequence[str], score_threshold: float,
+    draw_threshold: float | None, device: str | torch.device,
 ) -> list[dict]:
     """One batch of records -> journal entries (masks and drawings written as a side effect)."""
     readable = [r.image is not None and r.error is None for r in batch]
@@ -205,8 +206,9 @@ def _predict_batch(
         if "scores" in pred:
             keep = pred["scores"] >= score_threshold
             pred = {k: v[keep] if k in ("boxes", "labels", "scores", "masks") else v for k, v in pred.items()}
-        if draw:
-            save_png(draw_prediction(record.image, pred, classes), out_dir / DRAWN_DIR / f"{rel}.png")
+        if draw_threshold is not None:
+            drawn = draw_prediction(record.image, pred, classes, score_threshold=draw_threshold)
+            save_png(drawn, out_dir / DRAWN_DIR / f"{rel}.png")
         entries.append(_entry(rel, record.image, pred, out_dir))
     return entries
 
@@ -228,6 +230,7 @@ def batch_predict(
     batch_size: int = 8,
     score_threshold: float = 0.05,
     draw: bool = True,
+    draw_threshold: float = DRAW_SCORE_THRESHOLD,
     device: str | torch.device = "cpu",
     num_workers: int = 0,
     label_to_category_id: Mapping[int, int] | None = None,
@@ -237,6 +240,8 @@ def batch_predict(
 
     ``dataset`` lists ``paths`` and ``image_ids`` (see the module docstring); ``root`` is the
     folder the relative paths start from. ``progress(iterable, total)`` wraps the batch loop.
+    Every detection scoring at least ``score_threshold`` is saved; ``drawn/`` shows those scoring
+    at least ``draw_threshold`` too.
     """
     root, out_dir = Path(os.path.abspath(root)), Path(os.path.abspath(out_dir))
     if out_dir.resolve() == root.resolve() or root.resolve() in out_dir.resolve().parents:
@@ -265,7 +270,7 @@ def batch_predict(
         with open(journal_path, "a", encoding="utf-8") as journal:
             _end_cut_line(journal_path, journal)
             for batch in batches:
-                new = _predict_batch(model, batch, root, out_dir, classes, score_threshold, draw, device)
+                new = _predict_batch(model, batch, root, out_dir, classes, score_threshold, draw_threshold if draw else None, device)
                 for entry in new:  # masks and drawings are on disk before the journal line that marks an image done
                     journal.write(json.dumps(entry) + "\n")
                     entries[entry["path"]] = entry

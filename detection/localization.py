@@ -144,6 +144,7 @@ class ClassLocalizationNet(nn.Module):
         original_sizes = [tuple(image.shape[-2:]) for image in images]
         image_list, targets = self.transform(images, targets)
         class_logits, boxes = self._heads(image_list.tensors)
+        class_logits, boxes = class_logits.float(), boxes.float()  # fp32 losses and decoding under autocast
         if self.training:
             if targets is None:
                 raise ValueError("targets are required in training mode")

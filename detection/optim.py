@@ -3,13 +3,21 @@
 Both systems carry the same plain hyperparameters (``optimizer``, ``lr``, ``momentum``,
 ``weight_decay``, ``scheduler``, ``warmup_steps``, ``lr_milestones``, ``lr_gamma``); the
 schedule is stepped per optimizer step, after a linear warm-up.
+
+The schedule's length is fixed when fitting starts, from ``trainer.max_epochs`` (or
+``max_steps``), as detectron2 and torchvision's references fix theirs by iterations; detseg
+configs end by epochs. ``trainer.max_time`` can end the run before that, with the LR never
+decayed: a warning says so when fitting starts, and again when the clock did stop the run.
 """
 
 import math
+from datetime import timedelta
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 WARMUP_START_FACTOR = 1e-3  # the LR starts at lr / 1000 and rises linearly (torchvision references)
@@ -61,6 +69,53 @@ def check_finite(system: L.LightningModule, loss: Tensor, loss_dict: dict[str, T
         )
 
 
+def _timer(trainer: L.Trainer) -> Timer | None:
+    """The ``Timer`` callback that ``trainer.max_time`` adds (None without a time limit)."""
+    return next((callback for callback in trainer.callbacks if isinstance(callback, Timer)), None)
+
+
+def _run_length(trainer: L.Trainer) -> str:
+    if trainer.max_steps > 0:
+        return f"max_epochs={trainer.max_epochs}, max_steps={trainer.max_steps}"
+    return f"max_epochs={trainer.max_epochs}"
+
+
+def warn_if_time_limited(trainer: L.Trainer, scheduler: str, total_steps: int) -> None:
+    """Warn, when fitting starts, that ``trainer.max_time`` may stop the run before the schedule ends."""
+    timer = _timer(trainer)
+    if timer is None or scheduler == "none":
+        return
+    left = timedelta(seconds=round(timer.time_remaining() or 0))
+    rank_zero_warn(
+        f"scheduler={scheduler!r} spans {_run_length(trainer)} ({total_steps} optimizer steps), but "
+        f"trainer.max_time ({left} left) may stop the run at an earlier epoch, with the learning rate "
+        "not decayed as planned. As in detectron2 and torchvision's references the schedule is fixed "
+        "by the run's length (detseg configs end by epochs), not by the clock: set trainer.max_epochs "
+        "to what fits in the time, or keep max_time only as a safety stop."
+    )
+
+
+def warn_if_stopped_by_time(system: L.LightningModule) -> None:
+    """Warn, when training ends, if ``trainer.max_time`` cut the LR schedule short (epoch, step, LR reached)."""
+    trainer = system.trainer
+    timer, configs = _timer(trainer), trainer.lr_scheduler_configs
+    if timer is None or not configs or (timer.time_remaining() or 0) > 0:
+        return
+    schedule = getattr(configs[0].scheduler, "lr_lambdas", [None])[0]
+    if not isinstance(schedule, WarmupSchedule) or schedule.kind == "none":
+        return
+    total = schedule.total_steps if schedule.kind == "cosine" else max(schedule.milestones, default=0)
+    if trainer.global_step >= total:
+        return
+    lr = trainer.optimizers[0].param_groups[0]["lr"]
+    share = f" ({lr / system.hparams.lr:.0%} of lr)" if system.hparams.lr else ""
+    rank_zero_warn(
+        f"trainer.max_time stopped the run after {trainer.current_epoch} complete epochs of {_run_length(trainer)} "
+        f"(optimizer step {trainer.global_step} of the schedule's {total}): the {schedule.kind} schedule "
+        f"left the learning rate at {lr:.3g}{share}, not decayed."
+    )
+
+
 def configure_optimization(system: L.LightningModule) -> dict[str, Any]:
     """``configure_optimizers`` for a system whose hparams hold the settings above and whose ``model`` is trained."""
     hp, trainer = system.hparams, system.trainer
@@ -90,5 +145,6 @@ def configure_optimization(system: L.LightningModule) -> dict[str, Any]:
         milestones=milestones,
         gamma=hp.lr_gamma,
     )
+    warn_if_time_limited(trainer, hp.scheduler, schedule.total_steps)
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step"}}

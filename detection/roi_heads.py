@@ -10,6 +10,11 @@ regressor. Sampling (``batch_size_per_image`` RoIs, ``positive_fraction`` foregr
 per-class NMS postprocess are torchvision's ``RoIHeads``: the same algorithm, reused.
 
 Shape letters: ``R`` regions over the batch, ``F`` feature channels, ``P`` pooled size.
+
+Mixed precision (autocast): the FC layers run in bf16 / fp16, but RoI pooling reads fp32
+features (as torchvision's CUDA autocast does for ``roi_pool`` / ``roi_align``; ``roi_pool``'s CPU
+kernel has no bf16) and the predictor's outputs are fp32, so the loss and the box decoding are
+fp32 (torchvision's box coder decodes in the dtype of the deltas).
 """
 
 from torch import Tensor, nn
@@ -35,7 +40,7 @@ class RoIMaxPool(nn.Module):
         self.spatial_scale = 1.0 / stride
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]]) -> Tensor:
-        return roi_pool(features[self.feature], proposals, self.output_size, self.spatial_scale)
+        return roi_pool(features[self.feature].float(), proposals, self.output_size, self.spatial_scale)  # fp32 under autocast
 
 
 class RoIAlignPool(RoIMaxPool):
@@ -43,8 +48,25 @@ class RoIAlignPool(RoIMaxPool):
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]]) -> Tensor:
         return roi_align(
-            features[self.feature], proposals, self.output_size, self.spatial_scale, sampling_ratio=ALIGN_SAMPLING_RATIO, aligned=True
+            features[self.feature].float(), proposals, self.output_size, self.spatial_scale, sampling_ratio=ALIGN_SAMPLING_RATIO, aligned=True
         )
+
+
+class Float32MultiScaleRoIAlign(MultiScaleRoIAlign):
+    """torchvision's ``MultiScaleRoIAlign`` on fp32 features: under CPU autocast ``roi_align`` would
+    run in bf16 (its CUDA autocast already casts to fp32)."""
+
+    def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
+        return super().forward({name: feature.float() for name, feature in x.items()}, boxes, image_shapes)
+
+
+class Float32Predictor(FastRCNNPredictor):
+    """torchvision's ``FastRCNNPredictor`` (same parameters) with fp32 ``(class_logits [R, C+1],
+    box_deltas [R, 4(C+1)])`` under autocast, for the loss and the box decoding."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        class_logits, box_deltas = super().forward(x)
+        return class_logits.float(), box_deltas.float()
 
 
 def build_roi_pool(*, strides: dict[str, int], output_size: int, roi_pool: str) -> nn.Module:
@@ -59,7 +81,7 @@ def build_roi_pool(*, strides: dict[str, int], output_size: int, roi_pool: str) 
     if len(strides) > 1:
         if roi_pool != "align":
             raise ValueError(f"a feature pyramid ({list(strides)}) pools with RoIAlign: set roi_pool: align")
-        return MultiScaleRoIAlign(featmap_names=list(strides), output_size=output_size, sampling_ratio=ALIGN_SAMPLING_RATIO)
+        return Float32MultiScaleRoIAlign(featmap_names=list(strides), output_size=output_size, sampling_ratio=ALIGN_SAMPLING_RATIO)
     ((feature, stride),) = strides.items()
     pool = RoIAlignPool if roi_pool == "align" else RoIMaxPool
     return pool(feature=feature, output_size=output_size, stride=stride)
@@ -86,7 +108,7 @@ def build_roi_heads(
     return RoIHeads(
         box_roi_pool=build_roi_pool(strides=strides, output_size=pool_size, roi_pool=roi_pool),
         box_head=TwoMLPHead(in_channels * pool_size**2, representation_size),
-        box_predictor=FastRCNNPredictor(representation_size, num_classes + 1),
+        box_predictor=Float32Predictor(representation_size, num_classes + 1),
         fg_iou_thresh=FG_IOU,
         bg_iou_thresh=BG_IOU,
         batch_size_per_image=rois_per_image,

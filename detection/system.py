@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from detection.checkpoint import init_from_checkpoint
 from detection.predictor import predict_images
-from detection.optim import check_finite, configure_optimization
+from detection.optim import check_finite, configure_optimization, warn_if_stopped_by_time
 
 
 @runtime_checkable
@@ -176,7 +176,10 @@ class DetectionSystem(L.LightningModule):
 
     # ----------------------------------------------------------------------------- optim
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure_optimization(self)
+        return configure_optimization(self)  # warns when trainer.max_time may cut the schedule short
+
+    def on_train_end(self) -> None:
+        warn_if_stopped_by_time(self)  # and again when it did
 
     # ----------------------------------------------------------------------------- checkpoint
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

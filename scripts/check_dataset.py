@@ -3,6 +3,7 @@
     python scripts/check_dataset.py --voc data/VOCdevkit/VOC2007 --split trainval
     python scripts/check_dataset.py --voc ../shared/data/voc_bccd/BCCD --split train   # classes from the annotations
     python scripts/check_dataset.py --coco-ann data/coco/annotations/instances_val2017.json --images data/coco/val2017
+    python scripts/check_dataset.py --coco-ann data/coco/annotations/instances_train2017.json --images data/coco/train2017 --classes person,dog
     python scripts/check_dataset.py --voc data/VOCdevkit/VOC2012 --image-set Segmentation --split train --masks   # for MNC
 
 Every image is decoded as the readers decode it. Exits with status 1 when it finds errors
@@ -24,7 +25,8 @@ def main() -> int:
     parser.add_argument("--image-set", default="Main", choices=["Main", "Segmentation"], help="VOC ImageSets folder of --split")
     parser.add_argument(
         "--classes", default=None,
-        help="comma-separated VOC class names (default: VOC's 20 for a VOC<year> directory, else the names in the split's annotations)",
+        help="comma-separated class names. VOC: the classes (default: VOC's 20 for a VOC<year> directory, else the "
+        "names in the split's annotations); COCO: keep only these categories, by name or id (default: all)",
     )
     parser.add_argument("--images", help="COCO image directory")
     parser.add_argument(
@@ -34,13 +36,13 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    classes = [name.strip() for name in args.classes.split(",")] if args.classes else None
     if args.voc:
-        classes = args.classes.split(",") if args.classes else None
         report = check_voc(args.voc, args.split, classes, args.image_set, with_masks=args.masks)
     else:
         if not args.images:
             parser.error("--coco-ann needs --images")
-        report = check_coco(args.coco_ann, args.images, with_masks=args.masks)
+        report = check_coco(args.coco_ann, args.images, with_masks=args.masks, categories=classes)
     print(report.summary())
     return 1 if report.errors else 0
 

@@ -16,6 +16,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -34,6 +36,14 @@ def _run(args: list[str]) -> None:
     subprocess.run([sys.executable, *args], check=True, cwd=REPO)
 
 
+@contextmanager
+def step(seconds: dict[str, float], name: str) -> Iterator[None]:
+    """Times the block into ``seconds[name]``."""
+    start = time.perf_counter()
+    yield
+    seconds[name] = round(time.perf_counter() - start, 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="any head's shapes config")
@@ -46,11 +56,15 @@ def main() -> None:
     data_args = config["data"]["init_args"]
     root = REPO / data_args["root"]
 
+    seconds: dict[str, float] = {}
+
     print(f"== 1. shapes dataset at {root}")
-    if not (root / "VOC").is_dir():
-        write_shapes(root, single_object=bool(data_args.get("shapes_single_object", False)))
+    with step(seconds, "data"):
+        if not (root / "VOC").is_dir():
+            write_shapes(root, single_object=bool(data_args.get("shapes_single_object", False)))
     print("== 2. dataset check (train split)")
-    report = check_voc(root / "VOC", "train", list(SHAPE_CLASSES))
+    with step(seconds, "check"):
+        report = check_voc(root / "VOC", "train", list(SHAPE_CLASSES))
     print(report.summary())
     if report.errors:
         sys.exit("the generated dataset has errors; see above")
@@ -58,32 +72,36 @@ def main() -> None:
     print(f"== 3. training {args.config}")
     run_dir = args.out / "train"
     shutil.rmtree(run_dir, ignore_errors=True)
-    _run(["scripts/train.py", "fit", "--config", str(args.config), "--trainer.logger", "false",
-          "--trainer.default_root_dir", str(run_dir), "--checkpoint.dirpath", str(run_dir / "checkpoints"),
-          "--last_checkpoint.dirpath", str(run_dir / "checkpoints")])
+    with step(seconds, "train"):
+        _run(["scripts/train.py", "fit", "--config", str(args.config), "--trainer.logger", "false",
+              "--trainer.default_root_dir", str(run_dir), "--checkpoint.dirpath", str(run_dir / "checkpoints"),
+              "--last_checkpoint.dirpath", str(run_dir / "checkpoints")])
     checkpoint = run_dir / "checkpoints" / "best.ckpt"
 
     print("== 4. evaluation of the checkpoint on the test split (the protocol it was trained with)")
     report_dir = args.out / "report"
-    _run(["scripts/evaluate.py", "--checkpoint", str(checkpoint), "--shapes", str(root), "--split", "test",
-          "--out", str(report_dir), "--no-progress"])
+    with step(seconds, "evaluate"):
+        _run(["scripts/evaluate.py", "--checkpoint", str(checkpoint), "--shapes", str(root), "--split", "test",
+              "--out", str(report_dir), "--no-progress"])
 
     print("== 5. batch prediction over a folder")
     folder = args.out / "images"
     folder.mkdir(parents=True, exist_ok=True)
     for name in (root / "VOC" / "ImageSets" / "Main" / "test.txt").read_text().split()[:PREDICT_IMAGES]:
         shutil.copy(root / "VOC" / "JPEGImages" / f"{name}.jpg", folder / f"{name}.jpg")
-    _run(["scripts/predict.py", "--checkpoint", str(checkpoint), "--input", str(folder),
-          "--out", str(args.out / "predictions"), "--score-threshold", "0.5", "--no-progress"])
+    with step(seconds, "predict"):
+        _run(["scripts/predict.py", "--checkpoint", str(checkpoint), "--input", str(folder),
+              "--out", str(args.out / "predictions"), "--score-threshold", "0.5", "--no-progress"])
 
     metrics = json.loads((report_dir / "metrics.json").read_text())
     headline = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float) and "/" not in k}
-    print(f"== done in {time.perf_counter() - started:.0f} s")
+    total = round(time.perf_counter() - started, 1)
+    (args.out / "summary.json").write_text(json.dumps({"total_s": total, "steps_s": seconds, "test_metrics": headline}, indent=2))
+    print(f"== done in {total:.0f} s ({', '.join(f'{name} {s:.0f} s' for name, s in seconds.items())})")
     print(f"test metrics:  {headline}")
     print(f"report:        {report_dir / 'report.md'}")
     print(f"predictions:   {args.out / 'predictions'} (predictions.json, predictions.csv, masks/ for semantic heads, drawn/)")
     print(f"checkpoint:    {checkpoint}")
-
 
 if __name__ == "__main__":
     main()

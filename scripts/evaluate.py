@@ -47,7 +47,7 @@ from tqdm import tqdm  # noqa: E402
 
 from datasets.safe_io import read_image  # noqa: E402
 from datasets.split_images import SplitImages  # noqa: E402
-from detection.dataset_cli import add_dataset_arguments, open_split  # noqa: E402
+from datasets.split_source import open_split  # noqa: E402
 from detection.evaluation.cls_loc import ClsLocEvaluator  # noqa: E402
 from detection.evaluation.coco_eval import COCOEvaluator, class_pr_curves, evaluate_annotation_file, summary_metrics  # noqa: E402
 from detection.evaluation.error_analysis import CATEGORIES, analyse_errors  # noqa: E402
@@ -59,8 +59,12 @@ from detection.evaluation.report import write_report  # noqa: E402
 from detection.evaluation.results_io import read_coco_results, results_to_predictions, write_voc_results  # noqa: E402
 from detection.evaluation.voc_evaluator import VOCEvaluator  # noqa: E402
 from detection.inference import MASKS_DIR, PREDICTIONS_JSON, batch_predict, mask_name, relative_path  # noqa: E402
-from detection.predict_cli import BAD_INPUT, add_model_arguments, add_run_arguments, load_model, model_task, progress_bar  # noqa: E402
+from detection.predictor import model_task  # noqa: E402
 from segmentation.metrics import VOID_LABEL, ConfusionMatrix, confusion_metrics  # noqa: E402
+
+from _arguments import (  # noqa: E402 (scripts/ is on the path when a script runs)
+    BAD_INPUT, add_dataset_arguments, add_model_arguments, add_run_arguments, load_model, progress_bar, split_source,
+)
 
 PROTOCOLS = ("voc07", "voc", "coco", "coco_segm", "cls_loc", "region", "semantic")
 MASK_PROTOCOLS = ("coco_segm", "region")
@@ -99,7 +103,7 @@ def predict_split(args: argparse.Namespace) -> str:
     args.protocol = args.protocol or ("semantic" if task == "semantic" else PROTOCOL_OF_EVALUATOR.get(loaded.evaluator or "", "voc"))
     if (task == "semantic") != (args.protocol == "semantic"):
         raise ValueError(f"protocol {args.protocol} does not fit a {task} model ({loaded.model_config['class_path']})")
-    split = open_split(args, task=task, classes=loaded.classes)
+    split = open_split(split_source(args), task=task, classes=loaded.classes)
     if split.reader.classes != loaded.classes:
         raise ValueError(f"{split.source}: classes {split.reader.classes} differ from the checkpoint's {loaded.classes}")
     args.classes = loaded.classes
@@ -123,8 +127,8 @@ def predict_split(args: argparse.Namespace) -> str:
 
 def load_ground_truth(args: argparse.Namespace, *, with_masks: bool) -> GroundTruth:
     if args.coco_ann is not None:
-        return coco_json_ground_truth(args.coco_ann, with_masks=with_masks)
-    reader = open_split(args, task="detection", with_masks=with_masks).reader
+        return coco_json_ground_truth(args.coco_ann, with_masks=with_masks, categories=args.classes)
+    reader = open_split(split_source(args), task="detection", with_masks=with_masks).reader
     return reader_ground_truth(reader, progress=tqdm(range(len(reader)), desc="ground truth", unit="img", disable=args.no_progress))
 
 
@@ -186,6 +190,11 @@ def evaluate_detection(args: argparse.Namespace, details: list[str]) -> Path:
     with_masks = args.protocol in MASK_PROTOCOLS
     gt = load_ground_truth(args, with_masks=with_masks)
     results = read_coco_results(args.predictions)
+    if args.coco_ann is not None and args.classes:  # a subset: results of other categories are not scored
+        kept = set(gt.label_to_category_id.values())
+        dropped = sum(r["category_id"] not in kept for r in results)
+        results = [r for r in results if r["category_id"] in kept]
+        details.append(f"categories scored: {gt.classes} ({dropped} results of other categories left out)")
     category_to_label = {c: l for l, c in gt.label_to_category_id.items()} if gt.label_to_category_id else None
     predictions = results_to_predictions(results, category_id_to_label=category_to_label)
     known = {int(t["image_id"]) for t in gt.targets}
@@ -212,7 +221,7 @@ def evaluate_detection(args: argparse.Namespace, details: list[str]) -> Path:
         metrics, curves = {}, {}
         category_ids = [gt.label_to_category_id[label] for label in range(1, len(gt.classes) + 1)]
         for iou_type in evaluator.iou_types:
-            coco = evaluate_annotation_file(str(args.coco_ann), results, iou_type=iou_type)
+            coco = evaluate_annotation_file(str(args.coco_ann), results, iou_type=iou_type, category_ids=category_ids)
             metrics.update(summary_metrics(coco, gt.classes, category_ids, "" if iou_type == "bbox" else f"{iou_type}/"))
             curves = curves or class_pr_curves(coco, gt.classes, category_ids)
     else:
@@ -223,9 +232,8 @@ def evaluate_detection(args: argparse.Namespace, details: list[str]) -> Path:
     if args.voc_results is not None:
         names = gt.image_names or {int(t["image_id"]): str(t["image_id"]) for t in gt.targets}
         write_voc_results(args.voc_results, records, classes=gt.classes, image_names=names, image_set=args.split)
-    source = args.coco_ann or args.voc or args.shapes
     details += [
-        f"dataset: `{source}` split `{args.split}` ({len(gt.targets)} images, {len(gt.classes)} classes)",
+        f"dataset: {split_source(args).describe()} ({len(gt.targets)} images, {len(gt.classes)} classes)",
         f"predictions: `{args.predictions}` ({len(results)} detections)",
         f"protocol: `{args.protocol}`; scoring took {seconds:.2f} s",
     ]
@@ -246,7 +254,7 @@ def _read_label_png(path: Path) -> np.ndarray:
 def evaluate_segmentation(args: argparse.Namespace, details: list[str]) -> Path:
     """Predicted class maps ``--masks-dir/<image path relative to the image folder, as .png>`` vs the
     split's semantic ground truth (VOC ``SegmentationClass``, or COCO instances painted into a class map)."""
-    split = open_split(args, task="semantic", classes=args.classes)
+    split = open_split(split_source(args), task="semantic", classes=args.classes)
     reader = split.reader
     matrix = ConfusionMatrix(classes=reader.classes, ignore_index=VOID_LABEL)
     image_ids = reader.image_ids
@@ -278,7 +286,7 @@ def evaluate_segmentation(args: argparse.Namespace, details: list[str]) -> Path:
             truth, lambda i: prediction(i, truth(i).shape),
         )  # fmt: skip
         sections = ["## Worst images", "", "Lowest mean IU per image: image, ground truth, prediction.", "", "![worst images](worst_images.png)"]
-    details += [f"dataset: `{split.source}` split `{args.split}` ({len(image_ids)} images)", f"predictions: `{args.masks_dir}`"]
+    details += [f"dataset: {split_source(args).describe()} ({len(image_ids)} images)", f"predictions: `{args.masks_dir}`"]
     return write_report(
         args.out, matrix.compute(), {}, matrix.protocol_text(), title="Segmentation evaluation", confusion=matrix.matrix(),
         confusion_names=matrix.class_names, details=details, class_names=reader.classes, sections=sections,

@@ -28,9 +28,14 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from datasets.folder import ImageFolder  # noqa: E402
 from datasets.split_images import SplitImages  # noqa: E402
-from detection.dataset_cli import add_dataset_arguments, has_dataset, open_split  # noqa: E402
+from datasets.split_source import open_split  # noqa: E402
+from detection.drawing import DRAW_SCORE_THRESHOLD  # noqa: E402
 from detection.inference import PredictSummary, batch_predict  # noqa: E402
-from detection.predict_cli import BAD_INPUT, add_model_arguments, add_run_arguments, load_model, model_task, progress_bar  # noqa: E402
+from detection.predictor import model_task  # noqa: E402
+
+from _arguments import (  # noqa: E402 (scripts/ is on the path when a script runs)
+    BAD_INPUT, add_dataset_arguments, add_model_arguments, add_run_arguments, has_dataset, load_model, progress_bar, split_source,
+)
 
 FOLDER_SCORE_THRESHOLD = 0.05
 
@@ -43,6 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, type=Path, help="output folder (must not be inside the input)")
     add_run_arguments(parser, batch_size=8)
     parser.add_argument("--draw", action=argparse.BooleanOptionalAction, default=True, help="write drawn/ images")
+    parser.add_argument(
+        "--draw-threshold", type=float, default=DRAW_SCORE_THRESHOLD,
+        help=f"drawn/ shows detections scoring at least this (default {DRAW_SCORE_THRESHOLD}); the JSON and CSV keep all",
+    )  # fmt: skip
     parser.add_argument(
         "--score-threshold", type=float, help=f"drop detections scoring below this (default {FOLDER_SCORE_THRESHOLD} for a folder, 0 for a split)"
     )
@@ -59,7 +68,7 @@ def predict(args: argparse.Namespace) -> PredictSummary:
         images, root, categories = ImageFolder(args.input), args.input, None
         threshold = FOLDER_SCORE_THRESHOLD if args.score_threshold is None else args.score_threshold
     else:
-        split = open_split(args, task=model_task(loaded.model), classes=loaded.classes)
+        split = open_split(split_source(args), task=model_task(loaded.model), classes=loaded.classes)
         if split.reader.classes != loaded.classes:
             raise ValueError(f"{split.source}: classes {split.reader.classes} differ from the checkpoint's {loaded.classes}")
         images, root, categories = SplitImages(split.reader), split.images_root, split.label_to_category_id
@@ -73,6 +82,7 @@ def predict(args: argparse.Namespace) -> PredictSummary:
         batch_size=args.batch_size,
         score_threshold=threshold,
         draw=args.draw,
+        draw_threshold=args.draw_threshold,
         device=args.device,
         num_workers=args.num_workers,
         label_to_category_id=categories,

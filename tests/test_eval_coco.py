@@ -10,9 +10,9 @@ import torch
 from pycocotools.coco import COCO as PyCOCO
 from pycocotools.cocoeval import COCOeval as PyCOCOeval
 
+from benchmarks.eval import make_data
 from detection.evaluation.coco_eval import STAT_NAMES, COCOEvaluator, coco_ground_truth
 from detection.evaluation.results_io import coco_results, read_coco_results, write_coco_results
-from script_loader import load_script
 
 IMAGE_SIZE = 48
 CLASSES = ["c1", "c2", "c3", "c4"]
@@ -206,8 +206,7 @@ def test_bad_results_entries_are_rejected(tmp_path, bad: dict) -> None:
 def test_matches_pycocotools_all_sizes_and_truncation(backend: str) -> None:
     """640x480 scenes (small, medium and large gts), 5% crowd, 130 detections over 2 classes:
     some (image, class) pairs exceed the 100-detection cap."""
-    bench = load_script("bench_eval")
-    preds, targets = bench.make_data(3, images=40, dets=130, classes=2)
+    preds, targets = make_data(3, images=40, dets=130, classes=2)
     names = ["x", "y"]
     evaluator = COCOEvaluator(classes=names, bbox_backend=backend)
     evaluator.update(preds, targets)

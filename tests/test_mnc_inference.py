@@ -45,9 +45,9 @@ def test_batch_inference_writes_rle_matching_the_drawn_masks_and_instance_pngs(s
     drawn: list[dict] = []
     draw = inference.draw_prediction
 
-    def record(image, pred, classes):
+    def record(image, pred, classes, **options):
         drawn.append({k: v.clone() for k, v in pred.items()})
-        return draw(image, pred, classes)
+        return draw(image, pred, classes, **options)
 
     monkeypatch.setattr(inference, "draw_prediction", record)
     out = tmp_path / "out"

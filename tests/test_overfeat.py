@@ -242,6 +242,10 @@ def test_bad_arguments_are_rejected():
         OverFeatNet(backbone=SmallCNN(width=4), num_classes=C, window_size=100)
     with pytest.raises(ValueError, match="smaller than window_size"):
         OverFeat(backbone=SmallCNN(width=4), num_classes=C, window_size=128, test_scales=[96])
+    with pytest.raises(ValueError, match="max_merge_candidates must be >= 1"):
+        OverFeat(backbone=SmallCNN(width=4), num_classes=C, window_size=64, max_merge_candidates=0)
+    with pytest.raises(ValueError, match="probability floor"):
+        OverFeat(backbone=SmallCNN(width=4), num_classes=C, window_size=64, score_threshold=1.5)
     with pytest.raises(ValueError, match="smaller than one window"):
         offset_pool_interleave(torch.zeros(1, 2, 5, 5), nn.Identity(), 2, kernel=3)
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from detection.backbones import SmallCNN, ValidCNN
 from detection.overfeat import OverFeat, OverFeatNet
-from tests.script_loader import load_script
+from benchmarks import overfeat_localization, overfeat_speed
 
 C = 4
 
@@ -42,7 +42,7 @@ def _valid_net(pool_size: int = 3, kernel: int = 2) -> OverFeatNet:
 
 @pytest.mark.parametrize("size", [79, 100, 131])
 def test_speed_benchmark_window_by_window_equals_the_dense_pass(size):
-    bench = load_script("bench_overfeat_speed")
+    bench = overfeat_speed
     net = _valid_net()
     crop = net.backbone.input_size("c3", net.kernel * net.pool_size)
     images = torch.rand(2, 3, size, size + 8)
@@ -115,7 +115,7 @@ def test_flips_off_by_default_and_double_the_views():
 
 
 def test_tune_scores_every_pair_on_cached_views_and_restores_the_model(shapes_single_root):
-    bench = load_script("bench_overfeat")
+    bench = overfeat_localization
     model = _model(test_flip=True)
     reader = bench.split_reader(shapes_single_root.root, "val")
     views, targets = bench.cache_views(model, reader, limit=4)

@@ -67,6 +67,8 @@ def test_coco_mini_instance_masks_pass_the_checker_and_load(shared_data):
     """What ``check_dataset.py --masks`` passes, the reader loads with ``with_masks`` (MNC's data)."""
     root = shared_data / "coco_mini"
     ann, images = root / "annotations" / "instances_val2017.json", root / "val2017"
-    assert check_coco(ann, images, with_masks=True).errors == []
+    report = check_coco(ann, images, with_masks=True)
+    assert report.errors == []
+    assert report.masks_per_class == report.boxes_per_class and "instance masks read: " in report.summary()
     _, target = COCODetection(images, ann, with_masks=True)[0]
     assert target["masks"].shape[0] == len(target["boxes"]) and target["masks"].flatten(1).any(1).all()

@@ -2,6 +2,8 @@
 
 import functools
 import math
+import time
+from datetime import timedelta
 
 import lightning as L
 import pytest
@@ -215,3 +217,36 @@ def test_init_from_copies_a_classification_backbone_into_a_detector(tmp_path) ->
     torch.save({"weights": torch.zeros(1)}, path)
     with pytest.raises(CheckpointError, match="no state_dict"):
         _system(init_from=str(path))
+
+
+class _SlowLoss(nn.Module):
+    """A constant loss that takes ``seconds`` per step, so that ``max_time`` ends a run early."""
+
+    num_classes = 2
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(()))
+        self.seconds = seconds
+
+    def forward(self, images: list[Tensor], targets: list[dict] | None = None):
+        time.sleep(self.seconds)
+        return {"loss_constant": self.weight * 0.0}
+
+
+def test_max_time_warns_that_the_schedule_follows_max_epochs() -> None:
+    system = _system(model=_SlowLoss(seconds=0.3), lr=1.0, scheduler="cosine")
+    trainer = _trainer(max_epochs=50, max_time=timedelta(seconds=1), limit_val_batches=0)
+    with pytest.warns(UserWarning) as warned:
+        trainer.fit(system, ToyDataModule(train_count=8, batch_size=2))
+    messages = [str(w.message) for w in warned]
+    start = [m for m in messages if m.startswith("scheduler='cosine' spans max_epochs=50 (200 optimizer steps)")]
+    assert len(start) == 1 and "trainer.max_time" in start[0] and "detectron2" in start[0], messages
+    end = [m for m in messages if m.startswith("trainer.max_time stopped the run after ")]
+    assert len(end) == 1 and "of the schedule's 200" in end[0] and "not decayed" in end[0], messages
+    assert trainer.global_step < 200
+
+
+def test_no_schedule_warning_without_max_time(recwarn) -> None:
+    _trainer(max_epochs=1, limit_val_batches=0).fit(_system(lr=0.01), ToyDataModule())
+    assert not [w for w in recwarn if "max_time" in str(w.message)]

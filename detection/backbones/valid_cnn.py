@@ -5,7 +5,7 @@ larger image does not have, so a dense pass over the image and the network run o
 crop differ near the window's edges. Without padding, the feature at tap position ``j`` depends
 only on input pixels ``j * s ... j * s + R - 1`` (``s`` the tap's stride, ``R`` its receptive
 field): a crop starting at pixel ``j0 * s`` gives exactly the dense features from ``j0`` on.
-OverFeat's efficiency benchmark (``scripts/bench_overfeat_speed.py``) needs that equality.
+OverFeat's efficiency benchmark (``python -m benchmarks run overfeat_speed``) needs that equality.
 
 Shape letters: ``N`` images, ``H, W`` input size. The stages follow ``SmallCNN``'s layout
 (each 3 x 3 conv - BN - ReLU, the first conv of a stage has stride 2), without padding::

@@ -6,7 +6,7 @@ the full precision/recall arrays equal to 1e-9 - in practice bit-identical):
 
 - ``bbox``: ``coco_fast.py``, pycocotools' algorithm vectorized with numpy (the default;
   ~15x faster than pycocotools and ~2x faster than faster-coco-eval at 5,000 images x 100
-  detections, ``scripts/bench_eval.py``), or ``bbox_backend="faster_coco_eval"``;
+  detections, ``python -m benchmarks run eval``), or ``bbox_backend="faster_coco_eval"``;
 - ``segm``: ``faster_coco_eval`` (a C++ drop-in for pycocotools' ``COCO`` and ``COCOeval``).
 
 For faster-coco-eval the ground truth and detection ``COCO`` objects are built in memory from
@@ -217,11 +217,14 @@ def class_pr_curves(
     return curves
 
 
-def evaluate_annotation_file(ann_file: str, results: list[dict], *, iou_type: str) -> COCOeval_faster:
+def evaluate_annotation_file(
+    ann_file: str, results: list[dict], *, iou_type: str, category_ids: Sequence[int] | None = None
+) -> COCOeval_faster:
     """The official path on files: ``COCO(ann_file)``, ``loadRes(results)``, COCOeval.
 
     For ``segm`` the results' boxes are dropped first, so that detection areas are mask areas
-    (one results list per IoU type, as torchvision's references do)."""
+    (one results list per IoU type, as torchvision's references do). ``category_ids`` restricts
+    the evaluation to a subset (COCOeval's ``params.catIds``), as a subset-trained model is scored."""
     gt = COCO(str(ann_file), print_function=_silent)
     results = [dict(r) for r in results]
     if iou_type == "segm":
@@ -232,6 +235,8 @@ def evaluate_annotation_file(ann_file: str, results: list[dict], *, iou_type: st
     else:
         dt = _coco_from_dict({"images": gt.dataset["images"], "categories": gt.dataset["categories"], "annotations": []})
     evaluator = COCOeval_faster(gt, dt, iouType=iou_type, print_function=_silent)
+    if category_ids is not None:
+        evaluator.params.catIds = sorted(category_ids)
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()

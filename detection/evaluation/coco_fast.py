@@ -6,7 +6,7 @@ are processed at once: detections are ranked inside their (image, category) grou
 greedy matching runs one *rank* at a time over every group, every IoU threshold and every
 area range together. ``tests/test_eval_coco.py`` checks the statistics and the full
 precision/recall arrays against pycocotools on randomized data with crowd regions (1e-9;
-they come out bit-identical), and ``scripts/bench_eval.py`` at 5,000 x 100 x 20.
+they come out bit-identical), and ``python -m benchmarks run eval`` at 5,000 x 100 x 20.
 
 Shape letters: ``T`` IoU thresholds (10), ``R`` recall points (101), ``K`` categories,
 ``A`` area ranges (all, small, medium, large), ``M`` max-detection settings (1, 10, 100),

@@ -6,7 +6,7 @@ category-id order, as the COCO reader assigns them.
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import numpy as np
 from faster_coco_eval.core import mask as mask_utils
 
 from datasets.boxes import xywh_to_xyxy
+from datasets.coco import category_ids
 
 
 @dataclass
@@ -38,8 +39,13 @@ def _segm_to_rle(segmentation: Any, height: int, width: int) -> dict:
     return {"size": segmentation["size"], "counts": segmentation["counts"].encode("ascii")}
 
 
-def coco_json_ground_truth(ann_file: str | Path, *, with_masks: bool = False) -> GroundTruth:
-    """Targets for every image of a COCO annotation file (``masks`` decoded when asked)."""
+def coco_json_ground_truth(
+    ann_file: str | Path, *, with_masks: bool = False, categories: Sequence[str | int] | None = None
+) -> GroundTruth:
+    """Targets for every image of a COCO annotation file (``masks`` decoded when asked).
+
+    ``categories`` (names or ids) keeps a subset, as ``COCODetection(categories=...)`` reads it:
+    the other categories' objects are left out, every image stays (negatives count)."""
     path = Path(ann_file)
     try:
         data = json.loads(path.read_text())
@@ -48,13 +54,16 @@ def coco_json_ground_truth(ann_file: str | Path, *, with_masks: bool = False) ->
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise ValueError(f"{path}: missing list {key!r}")
-    categories = sorted(data["categories"], key=lambda c: c["id"])
+    known = {c["id"] for c in data["categories"]}
+    kept = known if categories is None else set(category_ids(data["categories"], categories, path))
+    categories = sorted((c for c in data["categories"] if c["id"] in kept), key=lambda c: c["id"])
     category_to_label = {c["id"]: label for label, c in enumerate(categories, start=1)}
     per_image: dict[int, list[dict]] = {img["id"]: [] for img in data["images"]}
     for ann in data["annotations"]:
-        if ann["image_id"] not in per_image or ann["category_id"] not in category_to_label:
+        if ann["image_id"] not in per_image or ann["category_id"] not in known:
             raise ValueError(f"{path}: annotation {ann.get('id')} refers to an unknown image or category")
-        per_image[ann["image_id"]].append(ann)
+        if ann["category_id"] in kept:
+            per_image[ann["image_id"]].append(ann)
     targets, names, files = [], {}, {}
     for image in data["images"]:
         anns = per_image[image["id"]]

@@ -3,7 +3,7 @@
 This is the algorithm of the VOC devkit's ``VOCevaldet.m`` (and of the widely used Python
 transcription ``voc_eval.py``), reorganized to run on whole arrays instead of a Python loop
 per detection. ``voc_devkit_loop.py`` is the literal loop transcription; the tests and
-``scripts/bench_eval.py`` check that both give identical numbers.
+``python -m benchmarks run eval`` check that both give identical numbers.
 
 Shape letters: ``D`` detections, ``G`` ground-truth boxes, ``P`` (detection, gt) candidate
 pairs (same image, same class).

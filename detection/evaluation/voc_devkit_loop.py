@@ -1,7 +1,7 @@
 """A literal, loop-per-detection transcription of the VOC devkit's ``VOCevaldet.m``.
 
 Slow on purpose: it is the readable oracle that the vectorized ``voc_ap.py`` path is tested
-against (``tests/test_eval_voc.py``) and benchmarked against (``scripts/bench_eval.py``).
+against (``tests/test_eval_voc.py``) and benchmarked against (``python -m benchmarks run eval``).
 Boxes here are already in VOC 1-based inclusive coordinates.
 """
 

@@ -10,14 +10,12 @@ Shape letters: ``N`` images, ``K`` detections, ``H, W`` an original image size.
 """
 
 from torch import Tensor, nn
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.mask_rcnn import (
     MaskRCNN,
     MaskRCNNHeads,
     MaskRCNNPredictor,
 )
-from torchvision.ops import MultiScaleRoIAlign
 
 from detection.backbones import Backbone, SingleTap
 from detection.faster_rcnn import (
@@ -26,12 +24,23 @@ from detection.faster_rcnn import (
     RPN_FG_IOU,
     RPN_NMS,
     RPN_POSITIVE_FRACTION,
+    Float32AnchorGenerator,
+    Float32RPNHead,
 )
+from detection.roi_heads import Float32MultiScaleRoIAlign, Float32Predictor
 from detection.transform import IMAGENET_MEAN, IMAGENET_STD
 
 BOX_POOL_SIZE = 7
 MASK_POOL_SIZE = 14
 ROI_ALIGN_SAMPLING = 2  # torchvision's default
+
+
+class Float32MaskPredictor(MaskRCNNPredictor):
+    """torchvision's ``MaskRCNNPredictor`` (same parameters) with fp32 mask logits under autocast,
+    for the mask loss and the pasted masks."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x).float()
 
 
 class MaskRCNNBaseline(nn.Module):
@@ -60,7 +69,7 @@ class MaskRCNNBaseline(nn.Module):
         self.num_classes = num_classes
         tap = SingleTap(backbone, feature)
         channels = tap.out_channels
-        anchors = AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),))
+        anchors = Float32AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),))
         self.detector = MaskRCNN(
             tap,
             num_classes=None,
@@ -69,6 +78,7 @@ class MaskRCNNBaseline(nn.Module):
             image_mean=list(IMAGENET_MEAN),
             image_std=list(IMAGENET_STD),
             rpn_anchor_generator=anchors,
+            rpn_head=Float32RPNHead(channels, anchors.num_anchors_per_location()[0]),  # fp32 outputs under autocast
             rpn_pre_nms_top_n_train=rpn_pre_nms_top_n[0],
             rpn_pre_nms_top_n_test=rpn_pre_nms_top_n[1],
             rpn_post_nms_top_n_train=rpn_post_nms_top_n[0],
@@ -78,16 +88,16 @@ class MaskRCNNBaseline(nn.Module):
             rpn_bg_iou_thresh=RPN_BG_IOU,
             rpn_batch_size_per_image=RPN_BATCH_PER_IMAGE,
             rpn_positive_fraction=RPN_POSITIVE_FRACTION,
-            box_roi_pool=MultiScaleRoIAlign([feature], BOX_POOL_SIZE, ROI_ALIGN_SAMPLING),
+            box_roi_pool=Float32MultiScaleRoIAlign([feature], BOX_POOL_SIZE, ROI_ALIGN_SAMPLING),
             box_head=TwoMLPHead(channels * BOX_POOL_SIZE**2, representation_size),
-            box_predictor=FastRCNNPredictor(representation_size, num_classes + 1),
+            box_predictor=Float32Predictor(representation_size, num_classes + 1),
             box_score_thresh=score_thresh,
             box_nms_thresh=nms_thresh,
             box_detections_per_img=detections_per_img,
             box_batch_size_per_image=rois_per_image,
-            mask_roi_pool=MultiScaleRoIAlign([feature], MASK_POOL_SIZE, ROI_ALIGN_SAMPLING),
+            mask_roi_pool=Float32MultiScaleRoIAlign([feature], MASK_POOL_SIZE, ROI_ALIGN_SAMPLING),
             mask_head=MaskRCNNHeads(channels, tuple(mask_layers), 1),
-            mask_predictor=MaskRCNNPredictor(mask_layers[-1], mask_layers[-1], num_classes + 1),
+            mask_predictor=Float32MaskPredictor(mask_layers[-1], mask_layers[-1], num_classes + 1),
         )
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):

@@ -32,13 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection._utils import BoxCoder
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.roi_heads import fastrcnn_loss, paste_masks_in_image
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 
 from detection.backbones.base import Backbone
-from detection.faster_rcnn import build_rpn
+from detection.faster_rcnn import Float32AnchorGenerator, build_rpn
 from detection.mnc.heads import MASK_HIDDEN, CategoryHead, MaskHead, masked_pooling
 from detection.mnc.rpn import BOX_GRAD_CLIP, DifferentiableRPN
 from detection.mnc.targets import RoISampler, mask_targets
@@ -110,7 +109,7 @@ class MNC(nn.Module):
         backbone.truncate(feature)
         self.backbone = backbone
         channels, stride = backbone.channels[feature], backbone.strides[feature]
-        anchors = AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),))
+        anchors = Float32AnchorGenerator(sizes=(tuple(anchor_sizes),), aspect_ratios=(tuple(aspect_ratios),))
         self.rpn = build_rpn(
             anchors, channels, pre_nms_top_n=rpn_pre_nms_top_n, post_nms_top_n=rpn_post_nms_top_n,
             rpn_class=DifferentiableRPN, box_grad_clip=box_grad_clip,
@@ -142,10 +141,11 @@ class MNC(nn.Module):
     def mask_and_categorise(self, features: Tensor, boxes: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Stages 2 and 3 on ``boxes`` (N tensors ``[R_i, 4]``) -> ``(mask_logits [R, m, m], class_logits [R, C + 1], box_deltas [R, 4 (C + 1)])``."""
         roi_features = self.warp(features, boxes)  # [R, F, P, P]
-        mask_logits = self.mask_head(roi_features)
+        # The heads' outputs leave autocast (mixed precision) as fp32: losses, box decoding and masks in fp32.
+        mask_logits = self.mask_head(roi_features).float()
         masked = masked_pooling(roi_features, mask_logits.sigmoid())
         class_logits, box_deltas = self.category_head(roi_features, masked)
-        return mask_logits, class_logits, box_deltas
+        return mask_logits, class_logits.float(), box_deltas.float()
 
     # ------------------------------------------------------------------------------ training
     def _check_targets(self, targets: list[dict[str, Tensor]] | None) -> None:

@@ -75,5 +75,6 @@ class RoIWarp(nn.Module):
         self.output_size = warp_size // pool_kernel
 
     def forward(self, features: Tensor, boxes: list[Tensor]) -> Tensor:
-        warped = roi_warp(features, boxes, spatial_scale=self.spatial_scale, output_size=self.warp_size)
+        # fp32 under autocast: bf16 box coordinates and sampling grids lose whole feature cells.
+        warped = roi_warp(features.float(), [b.float() for b in boxes], spatial_scale=self.spatial_scale, output_size=self.warp_size)
         return F.max_pool2d(warped, self.pool_kernel)

@@ -37,13 +37,25 @@ Test (paper sec. 4.3). The views are the ``test_scales``, each also mirrored whe
 **Classification** (the paper's rule): per view the spatial max of each class, averaged over the
 views (``class_scores``). **Boxes**: in each view, every position's box (regressed for the
 class, or the class-agnostic one) is scored by that position's probability of the class; the
-best ``pre_merge_top_n`` per class and view are kept; the union over views is merged per class
-with ``greedy_merge`` (a merged box scores the sum of its members). The classes whose boxes are
+best ``pre_merge_top_n`` per class and view whose probability is at least ``score_threshold``
+are kept; of their union over views, the best ``max_merge_candidates`` per class are merged with
+``greedy_merge`` (a merged box scores the sum of its members). The classes whose boxes are
 kept: detection mode, per view the ``top_k_classes`` with the highest spatial max (paper
 4.3 (a)); localization mode, the ``top_k_classes`` of the classification rule, and a merged box
 then scores ``class_scores[c] * merged / best merged of c``, so the top-1 guess is the best box of
 the class the classification rule picks. ``top_k_classes`` and ``merge_threshold`` are chosen on
-the validation split (``scripts/bench_overfeat.py tune``).
+the validation split (``benchmarks/overfeat_localization.py`'s `tune_grid``).
+
+Candidate caps. The paper merges every position's box of the top-k classes of each scale; our
+merge is quadratic in its input (``detection.overfeat.merge``), and an untrained or unsure model
+scores every window about ``1 / (C + 1)``, so three caps bound it: ``score_threshold``
+(``SCORE_THRESHOLD``, as torchvision's ``box_score_thresh``) is a floor on each window's class
+**probability**, before merging (a merged box's score is a sum, so a floor on it would mean
+something else); ``pre_merge_top_n`` per class and view; ``max_merge_candidates`` per class over
+all views (the best by probability, kept in view order). A dropped window of probability
+``p < score_threshold`` would only have added ``p`` to a merged box's score and weight ``p`` to
+its position. ``configs/overfeat/shapes_detection.yaml``'s six views hold at most 412 windows
+per class, under ``MAX_MERGE_CANDIDATES``.
 """
 
 import random
@@ -64,6 +76,8 @@ NEGATIVES_PER_POSITIVE = 3  # hard negatives per positive window (detection mode
 MIN_NEGATIVES = 4  # per image, so an image without objects still teaches background
 POSITIVE_IOU = 0.4  # detection mode: window IoU with the object for a positive
 NEGATIVE_IOU = 0.2  # detection mode: max IoU below which a window is background
+SCORE_THRESHOLD = 0.05  # min class probability of a window entering the merge (torchvision's box_score_thresh)
+MAX_MERGE_CANDIDATES = 500  # most windows merged per class and image, over all views
 
 
 def select_hard_negatives(losses: Tensor, negative: Tensor, num_positive: int) -> Tensor:
@@ -86,8 +100,10 @@ class OverFeat(nn.Module):
         train_scales, test_scales: square input sizes in pixels, each >= ``window_size``
             (default ``[window_size]``).
         top_k_classes: classes kept per scale at test.
-        pre_merge_top_n: boxes kept per class and scale before merging.
-        score_threshold: boxes with a lower class probability are dropped before merging.
+        pre_merge_top_n: boxes kept per class and view (scale, flip) before merging.
+        score_threshold: windows with a lower class probability are dropped before merging.
+        max_merge_candidates: the most boxes of one class merged per image, over all views
+            (the best by class probability).
         merge_threshold: ``greedy_merge``'s threshold.
         detections_per_img: the most detections returned per image.
         positive_iou, negative_iou: detection mode's window assignment.
@@ -112,7 +128,8 @@ class OverFeat(nn.Module):
         test_scales: list[int] | None = None,
         top_k_classes: int = 1,
         pre_merge_top_n: int = 50,
-        score_threshold: float = 0.0,
+        score_threshold: float = SCORE_THRESHOLD,
+        max_merge_candidates: int = MAX_MERGE_CANDIDATES,
         merge_threshold: float = MERGE_THRESHOLD,
         detections_per_img: int = 100,
         positive_iou: float = POSITIVE_IOU,
@@ -132,6 +149,12 @@ class OverFeat(nn.Module):
             raise ValueError(f"scales {small} are smaller than window_size {window_size}")
         if not 1 <= top_k_classes <= num_classes:
             raise ValueError(f"top_k_classes must be in 1..{num_classes}, got {top_k_classes}")
+        if pre_merge_top_n < 1 or max_merge_candidates < 1:
+            raise ValueError(
+                f"pre_merge_top_n and max_merge_candidates must be >= 1, got {pre_merge_top_n} and {max_merge_candidates}"
+            )
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ValueError(f"score_threshold is a probability floor in [0, 1], got {score_threshold}")
         self.net = OverFeatNet(
             backbone=backbone,
             num_classes=num_classes,
@@ -149,6 +172,7 @@ class OverFeat(nn.Module):
         self.top_k_classes = top_k_classes
         self.pre_merge_top_n = pre_merge_top_n
         self.score_threshold = score_threshold
+        self.max_merge_candidates = max_merge_candidates
         self.merge_threshold = merge_threshold
         self.detections_per_img = detections_per_img
         self.positive_iou = positive_iou if mode == "detection" else 0.0
@@ -169,12 +193,18 @@ class OverFeat(nn.Module):
         mask[BACKGROUND] = True
         return class_logits.masked_fill(mask.view(1, -1, *([1] * (class_logits.ndim - 2))), -float("inf"))
 
+    def _net(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """``OverFeatNet`` with fp32 outputs also under autocast (mixed precision): the losses,
+        softmax, box decoding and merge read them in fp32."""
+        class_logits, box_edges = self.net(images)
+        return class_logits.float(), box_edges.float()
+
     def _origins(self, height: int, width: int, device: torch.device) -> Tensor:
         return self.net.window_origins(height, width, device).reshape(-1, 2)  # [Ho, Wo, 2] -> [P, 2]
 
     # ----------------------------------------------------------------------------- train
     def _losses(self, images: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        class_logits, box_edges = self.net(images)  # [N, C+1, Ho, Wo], [N, B, 4, Ho, Wo]
+        class_logits, box_edges = self._net(images)  # [N, C+1, Ho, Wo], [N, B, 4, Ho, Wo]
         n, _, height, width = class_logits.shape
         origins = self._origins(height, width, images.device)  # [P, 2]
         logits = self._class_logits(class_logits).flatten(2).transpose(1, 2)  # [N, C+1, P] -> [N, P, C+1]
@@ -215,7 +245,7 @@ class OverFeat(nn.Module):
     def _view(self, image: Tensor, scale: int, flip: bool) -> tuple[Tensor, Tensor]:
         transform = self.transforms[str(scale)]
         image_list, _ = transform([image.flip(-1) if flip else image])
-        class_logits, box_edges = self.net(image_list.tensors)  # [1, C+1, Ho, Wo], [1, B, 4, Ho, Wo]
+        class_logits, box_edges = self._net(image_list.tensors)  # [1, C+1, Ho, Wo], [1, B, 4, Ho, Wo]
         _, _, height, width = class_logits.shape
         probs = self._class_logits(class_logits).softmax(dim=1)[0].flatten(1)  # [C+1, P]
         edges = box_edges[0].flatten(2).permute(0, 2, 1)  # [B, 4, P] -> [B, P, 4]
@@ -259,7 +289,10 @@ class OverFeat(nn.Module):
         boxes_all, labels_all, scores_all = torch.cat(boxes), torch.cat(labels), torch.cat(scores)
         out_boxes, out_labels, out_scores = [], [], []
         for label in labels_all.unique().tolist():
-            member = labels_all == label
+            member = (labels_all == label).nonzero()[:, 0]  # [R]
+            if len(member) > self.max_merge_candidates:  # the best by probability, kept in view order
+                best = torch.topk(scores_all[member], self.max_merge_candidates).indices
+                member = member[best.sort().values]
             merged_boxes, merged_scores = greedy_merge(boxes_all[member], scores_all[member], threshold=self.merge_threshold)
             if self.mode == "localization" and len(merged_scores):
                 # Rank classes by the classification rule, and a class's boxes by their merged score.

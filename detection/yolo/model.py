@@ -170,8 +170,9 @@ class YOLOv1(nn.Module):
         )
 
     def predict_grid(self, batch: Tensor) -> Tensor:
-        """Normalised, resized batch ``[N, 3, I, I]`` -> raw grid ``[N, S, S, D]``."""
-        return self.head(self.backbone(batch)[self.feature])
+        """Normalised, resized batch ``[N, 3, I, I]`` -> raw grid ``[N, S, S, D]``, fp32 also under
+        autocast (mixed precision): the loss (eq. 3) and the box decoding read it in fp32."""
+        return self.head(self.backbone(batch)[self.feature]).float()
 
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Any]] | None = None

@@ -1,19 +1,25 @@
-"""Benchmark: our VOC and COCO evaluation vs pycocotools' COCOeval on the same data.
+"""Evaluation speed: our VOC and COCO evaluation vs pycocotools' COCOeval on the same data.
 
-Generates a random but realistic result set (default 5,000 images x 100 detections x 20
-classes: gt boxes of all sizes, ~5% crowd, detections jittered around the gts plus random
-ones, wrong labels, coarse scores with ties), then times
+Generates a random but realistic result set (5,000 images x 100 detections x 20 classes: gt
+boxes of all sizes, ~5% crowd, detections jittered around the gts plus random ones, wrong
+labels, coarse scores with ties), then times
 
-- ``VOCEvaluator`` (update + compute; checked against the loop transcription of the devkit),
-- ``COCOEvaluator`` (update + compute, faster-coco-eval inside),
+- ``VOCEvaluator`` (update + compute; checked against the loop transcription of the devkit on
+  its first 2 classes),
+- ``COCOEvaluator`` (update + compute, the numpy bbox backend; ``run_coco(backend=
+  "faster_coco_eval")`` times the other one),
 - pycocotools ``loadRes`` + ``evaluate`` + ``accumulate`` + ``summarize`` (gt already indexed),
 
-and prints the seconds, the ratios and the largest difference of the numbers.
+and records the wall and CPU seconds (the CPU time is the fairer figure on a shared machine),
+the speed-ups and the largest difference of the numbers.
 
-    .venv/bin/python scripts/bench_eval.py [--images 5000] [--dets 100] [--classes 20]
+    OMP_NUM_THREADS=1 python -m benchmarks run eval [--quick]
+
+Figures: ``voc`` / ``coco`` / ``pycocotools`` ``{wall_s, cpu_s, <their headline metrics>}``,
+``voc.devkit_max_ap_diff``, ``coco_stats_max_diff`` (12 stats, ours vs pycocotools) and
+``speedup_vs_pycocotools.{wall,cpu}.{coco,voc}``.
 """
 
-import argparse
 import contextlib
 import io
 import json
@@ -36,6 +42,8 @@ MATCHED_FRACTION = 0.6  # share of detections placed around a gt (the rest are r
 
 
 def make_data(seed: int, *, images: int, dets: int, classes: int) -> tuple[list[dict], list[dict]]:
+    """``images`` 640x480 scenes of 1..15 gts (8 to 400 px, some crowd and difficult) and ``dets``
+    detections each (60% jittered around a gt, mostly with its label): ``(preds, targets)``."""
     rng = np.random.default_rng(seed)
     preds, targets = [], []
     for image_id in range(1, images + 1):
@@ -84,8 +92,8 @@ def timed(fn):
     return result, (time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def _fmt(seconds: tuple[float, float]) -> str:
-    return f"{seconds[0]:7.2f} s wall {seconds[1]:7.2f} s cpu"
+def _seconds(seconds: tuple[float, float]) -> dict[str, float]:
+    return {"wall_s": round(seconds[0], 3), "cpu_s": round(seconds[1], 3)}
 
 
 def run_voc(preds, targets, class_names):
@@ -134,46 +142,31 @@ def voc_loop_max_diff(evaluator: VOCEvaluator, metrics: dict, class_names: list[
     return worst
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=5000)
-    parser.add_argument("--dets", type=int, default=100)
-    parser.add_argument("--classes", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--devkit-classes", type=int, default=2, help="classes checked against the slow loop devkit")
-    parser.add_argument("--skip-pycocotools", action="store_true")
-    parser.add_argument("--faster-coco-eval", action="store_true", help="also time the faster-coco-eval backend")
-    args = parser.parse_args()
-    class_names = [f"class{i}" for i in range(1, args.classes + 1)]
-
-    (preds, targets), t_gen = timed(lambda: make_data(args.seed, images=args.images, dets=args.dets, classes=args.classes))
-    num_gt = sum(len(t["labels"]) for t in targets)
-    print(f"data: {args.images} images, {args.images * args.dets} detections, {num_gt} gts, {args.classes} classes (generated in {t_gen[0]:.1f} s)")
+def run(quick: bool) -> dict:
+    images, dets, classes, devkit_classes = (60, 20, 3, 1) if quick else (5000, 100, 20, 2)
+    class_names = [f"class{i}" for i in range(1, classes + 1)]
+    (preds, targets), t_gen = timed(lambda: make_data(0, images=images, dets=dets, classes=classes))
+    figures: dict = {
+        "data": {"images": images, "detections": images * dets, "gts": sum(len(t["labels"]) for t in targets),
+                 "classes": classes, "generate_s": round(t_gen[0], 1)},
+    }  # fmt: skip
 
     (voc_metrics, voc_eval), t_voc = timed(lambda: run_voc(preds, targets, class_names))
-    print(f"ours VOC  (update + compute):                {_fmt(t_voc)}   mAP50 = {voc_metrics['map_50']:.6f}")
-    if args.devkit_classes > 0:
-        diff, t_loop = timed(lambda: voc_loop_max_diff(voc_eval, voc_metrics, class_names, args.devkit_classes))
-        print(f"  vs loop devkit on {args.devkit_classes} classes: max |AP diff| = {diff:.3g} (loop took {t_loop[0]:.1f} s)")
+    diff, t_loop = timed(lambda: voc_loop_max_diff(voc_eval, voc_metrics, class_names, devkit_classes))
+    figures["voc"] = {**_seconds(t_voc), "map_50": round(voc_metrics["map_50"], 6), "devkit_classes": devkit_classes,
+                      "devkit_max_ap_diff": float(f"{diff:.3g}"), "devkit_loop_s": round(t_loop[0], 1)}  # fmt: skip
 
     (coco_metrics, coco_eval), t_coco = timed(lambda: run_coco(preds, targets, class_names))
-    print(f"ours COCO (update + compute):                {_fmt(t_coco)}   AP = {coco_metrics['map']:.6f}  AP50 = {coco_metrics['map_50']:.6f}")
-    if args.faster_coco_eval:
-        (fce_metrics, _), t_fce = timed(lambda: run_coco(preds, targets, class_names, backend="faster_coco_eval"))
-        print(f"ours COCO via faster-coco-eval:              {_fmt(t_fce)}   AP = {fce_metrics['map']:.6f}")
+    figures["coco"] = {**_seconds(t_coco), "map": round(coco_metrics["map"], 6), "map_50": round(coco_metrics["map_50"], 6)}
 
-    if args.skip_pycocotools:
-        return
     records = coco_eval.records()
     gt = coco_ground_truth(records, classes=class_names)
     results = json.loads(json.dumps(coco_results(records)))
     stats, t_py = run_pycocotools(gt, results)
     ours = np.array([coco_metrics[n] for n in STAT_NAMES])
-    print(f"pycocotools COCOeval (loadRes+eval+acc+sum): {_fmt(t_py)}   AP = {stats[0]:.6f}")
-    print(f"COCO stats max |ours - pycocotools| = {np.abs(ours - stats).max():.3g} (12 stats)")
-    for i, kind in enumerate(("wall", "cpu")):
-        print(f"speed-up vs pycocotools ({kind}): COCO {t_py[i] / t_coco[i]:.1f}x, VOC {t_py[i] / t_voc[i]:.1f}x")
-
-
-if __name__ == "__main__":
-    main()
+    figures["pycocotools"] = {**_seconds(t_py), "map": round(float(stats[0]), 6)}
+    figures["coco_stats_max_diff"] = float(f"{np.abs(ours - stats).max():.3g}")
+    figures["speedup_vs_pycocotools"] = {
+        kind: {"coco": round(t_py[i] / t_coco[i], 1), "voc": round(t_py[i] / t_voc[i], 1)} for i, kind in enumerate(("wall", "cpu"))
+    }
+    return figures

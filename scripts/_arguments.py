@@ -1,8 +1,10 @@
-"""Command-line pieces shared by ``scripts/predict.py`` and ``scripts/evaluate.py --checkpoint``.
+"""Not a command: the argument groups ``scripts/predict.py`` and ``scripts/evaluate.py`` share.
 
-Both load a checkpoint without unpickling anything (``detection.checkpoint.load_detector``),
-run the one batch-inference path (``detection.inference.batch_predict``) with the same run
-options and progress bar, and exit with status 2 and one ``error: ...`` line on bad input.
+Command-line spelling stops here: these turn parsed arguments into the values the library
+takes (``SplitSource``, a checkpoint path, a progress callback). Both commands load a checkpoint
+without unpickling anything (``detection.checkpoint.load_detector``), run the one batch-inference
+path (``detection.inference.batch_predict``) and exit with status 2 and one ``error: ...`` line
+on bad input.
 """
 
 import argparse
@@ -13,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from datasets.errors import DatasetError
+from datasets.split_source import SplitSource
 from detection.checkpoint import DEFAULT_ALLOWED_PREFIXES, CheckpointError, LoadedDetector, load_detector
 
 BAD_INPUT = (CheckpointError, DatasetError, ValueError, FileNotFoundError)  # reported as "error: ..." with exit status 2
@@ -38,6 +41,36 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, batch_size: int) -> No
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """One of ``--voc``, ``--coco-ann`` (with ``--images``) or ``--shapes``, and the split to read."""
+    source = parser.add_mutually_exclusive_group(required=required)
+    source.add_argument("--voc", type=Path, help="VOC year directory (Annotations/, JPEGImages/, ImageSets/)")
+    source.add_argument("--coco-ann", type=Path, help="COCO annotation JSON")
+    source.add_argument("--shapes", type=Path, help="generated shapes root (read through its VOC layout)")
+    parser.add_argument("--images", type=Path, help="image directory of --coco-ann")
+    parser.add_argument("--split", default="val", help="VOC/shapes ImageSets split (default: val)")
+    parser.add_argument(
+        "--image-set", default="Main", choices=["Main", "Segmentation"],
+        help="VOC ImageSets folder of --split (Segmentation: VOC's images with instance masks)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--classes", nargs="+",
+        help="class names of a VOC-layout dataset (default: the checkpoint's, else VOC's 20); for COCO, the categories "
+        "kept (names or ids; default: the checkpoint's, else all); also names a checkpoint's classes when it stores none",
+    )
+
+
+def has_dataset(args: argparse.Namespace) -> bool:
+    return any(getattr(args, name) is not None for name in ("voc", "coco_ann", "shapes"))
+
+
+def split_source(args: argparse.Namespace) -> SplitSource:
+    """The ``SplitSource`` the dataset arguments name (raises ``ValueError`` when they do not fit)."""
+    classes = tuple(args.classes) if args.classes else None
+    return SplitSource(voc=args.voc, coco_ann=args.coco_ann, images=args.images, shapes=args.shapes, split=args.split,
+                       image_set=args.image_set, classes=classes)  # fmt: skip
+
+
 def load_model(args: argparse.Namespace) -> LoadedDetector:
     """The checkpoint's model in eval mode; raises one of ``BAD_INPUT`` saying what is wrong."""
     if args.batch_size < 1:
@@ -48,11 +81,6 @@ def load_model(args: argparse.Namespace) -> LoadedDetector:
         classes=getattr(args, "classes", None),
         allowed_prefixes=(*DEFAULT_ALLOWED_PREFIXES, *args.allow_class_prefix),
     )
-
-
-def model_task(model: torch.nn.Module) -> str:
-    """``"semantic"`` for a head that predicts class maps (its ``task`` attribute), else ``"detection"``."""
-    return getattr(model, "task", "detection")
 
 
 def progress_bar(args: argparse.Namespace, desc: str) -> Callable[[Iterable, int], Iterable]:

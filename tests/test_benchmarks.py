@@ -1,0 +1,59 @@
+"""benchmarks/: every benchmark's quick run, its JSON record, and the README's figures against the results files."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import BENCHMARKS
+from benchmarks.__main__ import main, run_one
+from benchmarks.readme_figures import cited_figures, check
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_quick_run_writes_its_record(name, tmp_path):
+    path = run_one(name, quick=True, out=tmp_path)
+    result = json.loads(path.read_text())
+    assert path == tmp_path / f"{name}.json"
+    assert result["benchmark"] == name and result["quick"] is True
+    assert result["figures"], f"{name} returned no figures"
+    assert set(result["machine"]) >= {"cpus", "torch_threads", "device"}
+    assert result["commit"] and result["date"] and result["wall_s"] >= 0
+
+
+def test_list_names_every_benchmark(capsys):
+    assert main(["list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == list(BENCHMARKS)
+
+
+def test_readme_figures_agree_with_their_results_files():
+    readme = REPO / "README.md"
+    assert len(cited_figures(readme.read_text())) >= 5, "the README cites its figures' results files"
+    assert check(readme, REPO) == []
+
+
+def _results(tmp_path: Path, figures: dict, *, quick: bool = False) -> None:
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "x.json").write_text(json.dumps({"quick": quick, "figures": figures}))
+
+
+def test_check_reports_a_figure_that_differs_or_has_no_source(tmp_path):
+    _results(tmp_path, {"a": {"map_50": 0.8874}, "s": 142.3})
+    readme = tmp_path / "README.md"
+    readme.write_text("ok [0.887](benchmarks/results/x.json#a.map_50), [142](benchmarks/results/x.json#s) s\n")
+    assert check(readme, tmp_path) == []
+    readme.write_text("[0.889](benchmarks/results/x.json#a.map_50) [1](benchmarks/results/x.json#a.nope) "
+                      "[2](benchmarks/results/missing.json#s)")  # fmt: skip
+    problems = check(readme, tmp_path)
+    assert len(problems) == 3
+    assert "records 0.8874" in problems[0] and "no figure a.nope" in problems[1] and "does not exist" in problems[2]
+
+
+def test_check_refuses_a_quick_run_as_a_source(tmp_path):
+    _results(tmp_path, {"s": 1.0}, quick=True)
+    readme = tmp_path / "README.md"
+    readme.write_text("[1.0](benchmarks/results/x.json#s)")
+    assert "quick run" in check(readme, tmp_path)[0]
