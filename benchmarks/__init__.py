@@ -32,4 +32,6 @@ BENCHMARKS = (  # module names under benchmarks/, in the order ``run all`` takes
     "pretrained",
     "lectures_table",
     "speed_story",
+    "inference_speed",
+    "gpu",
 )

@@ -46,7 +46,9 @@ class SplitSource:
 
 @dataclass
 class Split:
-    """A dataset split: its ``reader``, the folder its image paths start from, and a description."""
+    """A dataset split: its ``reader``, the folder its image paths start from (resolved, as the
+    readers resolve every image path: a dataset reached through a symlink stays inside it), and
+    a description."""
 
     reader: DetectionDataset
     images_root: Path
@@ -70,10 +72,11 @@ def open_split(source: SplitSource, *, task: Task, with_masks: bool = False, cla
         categories = list(source.classes) if source.classes else classes
         reader = COCODetection(source.images, source.coco_ann, categories=categories, with_masks=with_masks,
                                with_semantic=task == "semantic")  # fmt: skip
-        return Split(reader=reader, images_root=source.images, source=source.coco_ann, label_to_category_id=reader.label_to_category_id)
+        return Split(reader=reader, images_root=source.images.resolve(), source=source.coco_ann,
+                     label_to_category_id=reader.label_to_category_id)  # fmt: skip
     root, names = _voc_root_and_classes(source, classes)
     if task == "semantic":
         reader = VOCSegmentation(root, source.split, classes=names)
     else:
         reader = VOCDetection(root, source.split, classes=names, with_masks=with_masks, image_set=source.image_set)
-    return Split(reader=reader, images_root=root / "JPEGImages", source=source.shapes or source.voc, label_to_category_id=None)
+    return Split(reader=reader, images_root=root.resolve() / "JPEGImages", source=source.shapes or source.voc, label_to_category_id=None)

@@ -5,8 +5,8 @@ switches): a ``dict[str, Tensor]`` of ``loss_*`` terms in training, a ``list[dic
 eval (``boxes [K, 4]`` xyxy pixels, ``labels [K]``, ``scores [K]``, ``masks [K, H, W]`` for instance
 heads, ``semantic [H, W]`` for semantic heads; ``docs/ARCHITECTURE.md``). The system sums and logs
 the loss terms, feeds the injected evaluator during validation and test through the one inference
-path (``detection.predictor``: one forward pass per image, so the numbers do not depend on the
-eval batch size or the number of processes), and owns the optimizer and the LR schedule.
+path (``detection.predictor``: same-size images share a forward pass, others do not, so the
+numbers do not depend on the eval batch size or the number of processes), and owns the optimizer and the LR schedule.
 
 Batches are ``(images: list[Tensor[3, H, W]], targets: list[dict])`` (``datasets/collate.py``);
 ``N = len(images)`` is passed to every ``self.log`` as ``batch_size`` because Lightning would

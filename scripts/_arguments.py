@@ -2,7 +2,8 @@
 
 Command-line spelling stops here: these turn parsed arguments into the values the library
 takes (``SplitSource``, a checkpoint path, a progress callback). Both commands load a checkpoint
-without unpickling anything (``detection.checkpoint.load_detector``), run the one batch-inference
+without unpickling anything (``detection.checkpoint.load_detector``), or an exported
+``model.onnx`` on onnxruntime (``detection.onnx_model.load_any``), run the one batch-inference
 path (``detection.inference.batch_predict``) and exit with status 2 and one ``error: ...`` line
 on bad input.
 """
@@ -16,14 +17,18 @@ from tqdm import tqdm
 
 from datasets.errors import DatasetError
 from datasets.split_source import SplitSource
-from detection.checkpoint import DEFAULT_ALLOWED_PREFIXES, CheckpointError, LoadedDetector, load_detector
+from detection.checkpoint import DEFAULT_ALLOWED_PREFIXES, CheckpointError, LoadedDetector
+from detection.onnx_model import load_any
 
 BAD_INPUT = (CheckpointError, DatasetError, ValueError, FileNotFoundError)  # reported as "error: ..." with exit status 2
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
     """``--checkpoint`` and how to rebuild its model."""
-    parser.add_argument("--checkpoint", required=required, type=Path, help="a checkpoint written by scripts/train.py (.ckpt)")
+    parser.add_argument(
+        "--checkpoint", required=required, type=Path,
+        help="a checkpoint written by scripts/train.py (.ckpt), or a model.onnx written by scripts/export.py",
+    )  # fmt: skip
     parser.add_argument("--config", type=Path, help="YAML config to rebuild the model (default: from the checkpoint)")
     parser.add_argument(
         "--allow-class-prefix",
@@ -35,7 +40,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool) -> N
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, batch_size: int) -> None:
     """How inference runs: batch size (images decoded together), device, loader workers, progress bar."""
-    parser.add_argument("--batch-size", type=int, default=batch_size, help="images per loader batch (the model sees one at a time)")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help="images per batch; same-size images share a forward pass")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding images")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -75,7 +80,7 @@ def load_model(args: argparse.Namespace) -> LoadedDetector:
     """The checkpoint's model in eval mode; raises one of ``BAD_INPUT`` saying what is wrong."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    return load_detector(
+    return load_any(
         args.checkpoint,
         config=args.config,
         classes=getattr(args, "classes", None),

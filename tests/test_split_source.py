@@ -27,5 +27,18 @@ def test_describe_names_the_file_scored():
 def test_open_split_reads_the_named_split(shapes_root):
     split = open_split(SplitSource(shapes=shapes_root.root, split="test"), task="detection")
     assert split.reader.classes == shapes_root.classes
-    assert split.images_root == shapes_root.root / "VOC" / "JPEGImages"
+    assert split.images_root == shapes_root.root.resolve() / "VOC" / "JPEGImages"
     assert len(split.reader) == len((shapes_root.root / "VOC" / "ImageSets" / "Main" / "test.txt").read_text().split())
+
+
+def test_a_dataset_behind_a_symlink_predicts(shapes_root, tmp_path):
+    """``data/coco -> /datasets/coco``: the readers resolve image paths, so the split's root must be resolved too."""
+    from detection.inference import relative_path
+
+    link = tmp_path / "linked"
+    link.symlink_to(shapes_root.root, target_is_directory=True)
+    for source in (SplitSource(shapes=link, split="test"),
+                   SplitSource(coco_ann=link / "annotations" / "instances_test.json", images=link / "VOC" / "JPEGImages")):
+        split = open_split(source, task="detection", classes=shapes_root.classes)
+        names = [relative_path(split.reader.image_path(i), split.images_root) for i in range(len(split.reader))]
+        assert all("/" not in name and name.endswith(".jpg") for name in names)

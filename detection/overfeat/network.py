@@ -50,7 +50,8 @@ def offset_pool_interleave(features: Tensor, classifier: Callable[[Tensor], Tens
 
     ``kernel`` is the classifier's receptive field ``k`` in pooled cells (fc6's kernel), so
     ``Ho = Hf - k * P + 1`` and ``out[:, :, dy::P, dx::P] = classifier(max_pool(features[:, :, dy:, dx:], P, P))``.
-    An offset whose pooled map is smaller than ``k`` holds no window and is skipped.
+    An offset whose pooled map is smaller than ``k`` holds no window and is skipped (an exported graph
+    runs it on padding and drops it, see below).
     """
     if pool_size < 1 or kernel < 1:
         raise ValueError(f"pool_size and kernel must be >= 1, got {pool_size}, {kernel}")
@@ -60,17 +61,23 @@ def offset_pool_interleave(features: Tensor, classifier: Callable[[Tensor], Tens
         raise ValueError(
             f"feature map {tuple(features.shape[-2:])} is smaller than one window ({kernel} cells of {pool_size})"
         )
+    # An exported graph (detection/export.py) serves every input size, so it runs all P x P offsets on
+    # the features padded right and bottom by P - 1: every offset then pools at least one window, and
+    # what the padding adds feeds only windows past the last one, which are dropped. Eager runs the
+    # offsets that hold windows on the features as they are (the same values; no padding to round with).
+    exporting = torch.compiler.is_exporting()
+    source = F.pad(features, (0, pool_size - 1, 0, pool_size - 1)) if exporting else features
+    offsets_y = range(pool_size if exporting else min(pool_size, height))
+    offsets_x = range(pool_size if exporting else min(pool_size, width))
     out: Tensor | None = None
-    for dy in range(min(pool_size, height)):
-        for dx in range(min(pool_size, width)):
-            shifted = features[:, :, dy:, dx:]  # [N, D, Hf - dy, Wf - dx]
-            part = classifier(F.max_pool2d(shifted, pool_size, pool_size))  # [N, K, ceil((Ho - dy) / P), ...]
+    for dy in offsets_y:
+        for dx in offsets_x:
+            shifted = source[:, :, dy:, dx:]  # [N, D, Hf - dy, Wf - dx] (+ P - 1 when exporting)
+            part = classifier(F.max_pool2d(shifted, pool_size, pool_size))  # [N, K, ceil((Ho - dy) / P), ...] (or more)
             if out is None:
                 out = part.new_empty(part.shape[0], part.shape[1], height, width)
-            expected = (len(range(dy, height, pool_size)), len(range(dx, width, pool_size)))
-            if tuple(part.shape[-2:]) != expected:
-                raise RuntimeError(f"offset ({dy}, {dx}) gave {tuple(part.shape[-2:])} positions, expected {expected}")
-            out[:, :, dy::pool_size, dx::pool_size] = part
+            rows, cols = (height - dy + pool_size - 1) // pool_size, (width - dx + pool_size - 1) // pool_size  # windows at this offset
+            out[:, :, dy::pool_size, dx::pool_size] = part[:, :, :rows, :cols]
     assert out is not None
     return out
 
