@@ -12,15 +12,18 @@ one image per run (``detection/export.py``): its batches are runs of one.
 
 The issue's targets, reported with the figures: batched YOLO and FCN >= 2x their batch-1 images/s;
 onnxruntime >= 1.3x eager for YOLO and FCN; Faster R-CNN at batch 8 >= torchvision's at batch 8.
-Quick: YOLO alone at 128 px, batches 1 and 2, four images.
+``smallcnn_backbone`` times YOLO's backbone alone on the stacked batch: whether batching helps the
+convolutions themselves on this machine. Quick: YOLO alone at 128 px, batches 1 and 2, four images.
 """
 
 import tempfile
 from pathlib import Path
 
+from collections.abc import Callable
+
 import torch
 import yaml
-from torch import nn
+from torch import Tensor, nn
 
 from benchmarks.faster_rcnn_speed import twin_models
 from benchmarks.fast_vs_faster import split_images
@@ -54,7 +57,7 @@ def _on_onnxruntime(model: nn.Module, model_config: dict, out_dir: Path) -> nn.M
     return load_onnx(path).model
 
 
-def _rates(model: nn.Module, images: list, batch_sizes: tuple[int, ...], repeats: int) -> dict[str, float]:
+def _rates(model: Callable[[list[Tensor]], object], images: list, batch_sizes: tuple[int, ...], repeats: int) -> dict[str, float]:
     return {f"batch_{b}": round(images_per_second(model, images, batch_size=b, warmup=1, repeats=repeats), 2) for b in batch_sizes}
 
 
@@ -71,6 +74,9 @@ def run(quick: bool) -> dict:
             eager = build_model(model_config).eval()
             onnx = _on_onnxruntime(eager, model_config, Path(tmp) / name)  # the session takes `threads` threads
             figures[name] = {"eager": _rates(eager, images, batch_sizes, repeats), "onnxruntime": _rates(onnx, images, batch_sizes, repeats)}
+            if name == "yolo":  # the backbone alone: how batching changes the convolutions themselves
+                backbone = eager.backbone
+                figures["smallcnn_backbone"] = {"eager": _rates(lambda batch: backbone(torch.stack(batch)), images, batch_sizes, repeats)}
         if not quick:
             _, torchvision_faster = twin_models(size)
             figures["torchvision_faster_rcnn"] = {"eager": _rates(torchvision_faster, images, batch_sizes, repeats)}
