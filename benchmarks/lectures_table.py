@@ -16,7 +16,6 @@ ablations), one epoch of two batches on tiny shapes, two test images.
 """
 
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from benchmarks.runs import QUICK_TRAIN, REPO, epochs_done, evaluate_checkpoint, fit, run_script, shapes, tiny_shapes
+from benchmarks.timing import seconds_per_image
 from datasets.datamodule import DetectionDataModule
 from detection.checkpoint import load_detector
 from detection.evaluation import VOCEvaluator
@@ -56,20 +56,11 @@ QUICK_HEADS = ("R-CNN",)  # the generic path plus proposals and ablations
 ABLATIONS = (("svm", True), ("softmax", True), ("svm", False), ("softmax", False))
 
 
-def seconds_per_image(model: nn.Module, images: list[Tensor], *, proposals: bool) -> tuple[float, float]:
-    """Batch-1 ``(network s/image, selective-search s/image)`` after one warm-up image (0 without proposals)."""
-    network = search = 0.0
-    with torch.inference_mode():
-        model([images[0]])
-        for image in images:
-            start = time.perf_counter()
-            model([image])
-            network += time.perf_counter() - start
-            if proposals:
-                start = time.perf_counter()
-                model.proposals.compute(image_to_uint8(image))
-                search += time.perf_counter() - start
-    return network / len(images), search / len(images)
+def network_and_search_seconds(model: nn.Module, images: list[Tensor], *, proposals: bool) -> tuple[float, float]:
+    """Batch-1 ``(network s/image, selective-search s/image)`` (``benchmarks.timing``; 0 without proposals)."""
+    network = seconds_per_image(lambda image: model([image]), images)
+    search = seconds_per_image(lambda image: model.proposals.compute(image_to_uint8(image)), images) if proposals else 0.0
+    return network, search
 
 
 def rcnn_ablations(model: nn.Module, classes: list[str], images: list[Tensor], targets: list[dict]) -> dict[str, float]:
@@ -108,7 +99,7 @@ def run(quick: bool) -> dict:
             test = DetectionDataModule(format="shapes", root=str(root), shapes_single_object=head.single_object,
                                        augment=False).dataset("test")  # fmt: skip
             images, targets = zip(*(test[i] for i in range(2 if quick else len(test))))
-            network_s, search_s = seconds_per_image(loaded.model, list(images[:SPEED_IMAGES]), proposals=head.proposals)
+            network_s, search_s = network_and_search_seconds(loaded.model, list(images[:SPEED_IMAGES]), proposals=head.proposals)
             figures[head.name] = {
                 "config": head.config,
                 "metric": head.metric,
