@@ -29,6 +29,7 @@ BENCHMARKS = (  # module names under benchmarks/, in the order ``run all`` takes
     "overfeat_detection",
     "overfeat_speed",
     "mnc",
+    "mnc_coco",
     "pretrained",
     "lectures_table",
     "speed_story",

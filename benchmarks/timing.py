@@ -56,3 +56,32 @@ def images_per_second(model: nn.Module, images: Sequence[Tensor], *, batch_size:
                 model(batch)
             best = min(best, time.perf_counter() - start)
     return len(images) / best
+
+
+@contextlib.contextmanager
+def seconds_in(parts: dict[str, tuple[object, str]]) -> Iterator[dict[str, float]]:
+    """Wall seconds spent in named methods during the block, summed over their calls.
+
+    ``parts`` maps a label to ``(owner, method name)``: e.g. ``(model.backbone, "forward")`` or
+    ``(model, "_select")``. Each method is wrapped on its instance for the block and unwrapped
+    after; a part called inside another is counted in both.
+    """
+    totals = dict.fromkeys(parts, 0.0)
+
+    def timed(label: str, method: Callable) -> Callable:
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                totals[label] += time.perf_counter() - start
+
+        return call
+
+    for label, (owner, name) in parts.items():
+        object.__setattr__(owner, name, timed(label, getattr(owner, name)))
+    try:
+        yield totals
+    finally:
+        for owner, name in parts.values():
+            object.__delattr__(owner, name)

@@ -103,6 +103,7 @@ class DetectionDataModule(L.LightningDataModule):
             (VOC's images with ``SegmentationObject`` masks, for instance heads).
         augment: the training split's augmentation: ``True`` ``train_transforms``, ``"flip"``
             horizontal flips only (``flip_transforms``), ``False`` none.
+        vertical_flip: ``train_transforms`` also flips up-down (microscopy, aerial images).
         crop_size: fixed square training size (pad + random crop), e.g. for stacked FCN batches.
         batch_size, eval_batch_size: loader batch sizes (eval defaults to ``batch_size``).
         num_workers: DataLoader workers (``persistent_workers`` when > 0, seeded by ``seed_worker``).
@@ -133,6 +134,7 @@ class DetectionDataModule(L.LightningDataModule):
         with_masks: bool = False,
         image_set: Literal["Main", "Segmentation"] = "Main",
         augment: bool | Literal["flip"] = True,
+        vertical_flip: bool = False,
         crop_size: int | None = None,
         batch_size: int = 4,
         eval_batch_size: int | None = None,
@@ -147,7 +149,9 @@ class DetectionDataModule(L.LightningDataModule):
         super().__init__()
         if augment == "flip" and crop_size is not None:
             raise ValueError('augment="flip" keeps image sizes; it cannot be combined with crop_size')
-        self.save_hyperparameters()
+        # Not `classes`: the model stores the class names, and Lightning refuses to log a data
+        # module hparam that differs from the model's of the same name (None there, unless given).
+        self.save_hyperparameters(ignore=["classes"])
         self.format = format
         self.roots = [Path(r) for r in ([root] if isinstance(root, str) else root)]
         self.task = task
@@ -155,6 +159,7 @@ class DetectionDataModule(L.LightningDataModule):
         self.with_masks = with_masks
         self.image_set = image_set
         self.augment = augment
+        self.vertical_flip = vertical_flip
         self.crop_size = crop_size
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -203,7 +208,7 @@ class DetectionDataModule(L.LightningDataModule):
         if stage == "train" and self.augment == "flip":
             return flip_transforms()
         if stage == "train" and self.augment:
-            return train_transforms(crop_size=self.crop_size)
+            return train_transforms(crop_size=self.crop_size, vertical_flip=self.vertical_flip)
         return None  # evaluation: the model's transform resizes; metrics see the files as they are
 
     def _build(self, stage: str, root: Path, *, augment: bool = True) -> DetectionDataset:

@@ -179,6 +179,7 @@ def train_transforms(
     scale: tuple[float, float] = SCALE_JITTER,
     translate: tuple[float, float] = TRANSLATE_JITTER,
     flip_probability: float = FLIP_PROBABILITY,
+    vertical_flip: bool = False,
     color_jitter: bool = True,
     min_visibility: float = MIN_VISIBILITY,
     crop_size: int | None = None,
@@ -186,11 +187,15 @@ def train_transforms(
 ) -> BoxMaskTransform:
     """Flip, affine scale jitter + crop, colour jitter; ``crop_size`` pads and random-crops to a square.
 
+    ``vertical_flip`` adds up-down flips (with ``flip_probability``), for images whose
+    orientation means nothing (microscopy, aerial photographs).
+
     ``crop_size`` gives every training image the same ``[crop_size, crop_size]`` size (for
     stacked segmentation batches). ``seed`` fixes the random stream (``None``: fresh entropy).
     """
     ops: list[A.BasicTransform] = [
         A.HorizontalFlip(p=flip_probability),
+        *([A.VerticalFlip(p=flip_probability)] if vertical_flip else []),
         A.Affine(
             scale=scale, translate_percent=translate, keep_ratio=True, border_mode=cv2.BORDER_CONSTANT,
             fill=IMAGE_FILL, fill_mask=INSTANCE_FILL, p=1.0,

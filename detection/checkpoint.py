@@ -171,6 +171,8 @@ def load_detector(
     names = ckpt.get("detseg_classes") or hparams.get("classes") or config_classes or classes
     if not names:
         raise CheckpointError(f"{checkpoint}: no class names stored; pass them explicitly (--classes a,b,c)")
+    if "num_classes" not in model_config.get("init_args", {}):  # a config taking it from the data, as training did
+        model_config = {**model_config, "init_args": {**model_config.get("init_args", {}), "num_classes": len(names)}}
 
     model = build_model(model_config, allowed_prefixes=allowed_prefixes)
     missing, unexpected = model.load_state_dict(_model_state(ckpt), strict=False)

@@ -87,7 +87,9 @@ class DetectionCLI(LightningCLI):
         parser.link_arguments("model.monitor", "checkpoint.monitor", compute_fn=_monitor_key)
         parser.link_arguments("data", NUM_CLASSES_KEY, compute_fn=_data_num_classes, apply_on="instantiate")
         # Lightning 2.6's `save_last=True` refreshes last.ckpt only when a top-k checkpoint is
-        # saved; resuming needs the latest epoch, so a second, unmonitored callback keeps it.
+        # saved; resuming needs the latest epoch, so a second, unmonitored callback keeps it, at
+        # the end of every training epoch (by default Lightning would wait for a validation, which
+        # `check_val_every_n_epoch > 1` makes rare).
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults(
             {
@@ -95,6 +97,7 @@ class DetectionCLI(LightningCLI):
                 "last_checkpoint.monitor": None,
                 "last_checkpoint.save_top_k": 1,
                 "last_checkpoint.enable_version_counter": False,
+                "last_checkpoint.save_on_train_epoch_end": True,
             }
         )
 

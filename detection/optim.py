@@ -1,8 +1,8 @@
 """Optimisation shared by the detection and segmentation systems.
 
 Both systems carry the same plain hyperparameters (``optimizer``, ``lr``, ``momentum``,
-``weight_decay``, ``scheduler``, ``warmup_steps``, ``lr_milestones``, ``lr_gamma``); the
-schedule is stepped per optimizer step, after a linear warm-up.
+``weight_decay``, ``scheduler``, ``warmup_steps``, ``warmup_start_factor``, ``lr_milestones``,
+``lr_gamma``, ``backbone_lr_mult``); the schedule is stepped per optimizer step, after a linear warm-up.
 
 The schedule's length is fixed when fitting starts, from ``trainer.max_epochs`` (or
 ``max_steps``), as detectron2 and torchvision's references fix theirs by iterations; detseg
@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-WARMUP_START_FACTOR = 1e-3  # the LR starts at lr / 1000 and rises linearly (torchvision references)
+WARMUP_START_FACTOR = 1e-3  # by default the LR starts at lr / 1000 and rises linearly (torchvision references)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -35,9 +35,17 @@ class WarmupSchedule:
     """
 
     def __init__(
-        self, *, kind: str, warmup_steps: int, total_steps: int, milestones: list[int], gamma: float
+        self,
+        *,
+        kind: str,
+        warmup_steps: int,
+        total_steps: int,
+        milestones: list[int],
+        gamma: float,
+        start_factor: float = WARMUP_START_FACTOR,
     ) -> None:
         self.kind = kind
+        self.start_factor = start_factor
         self.warmup_steps = warmup_steps
         self.total_steps = total_steps
         self.milestones = list(milestones)
@@ -47,13 +55,24 @@ class WarmupSchedule:
         warmup = 1.0
         if step < self.warmup_steps:
             alpha = step / self.warmup_steps
-            warmup = WARMUP_START_FACTOR * (1.0 - alpha) + alpha
+            warmup = self.start_factor * (1.0 - alpha) + alpha
         if self.kind == "cosine":
             progress = min(step / max(1, self.total_steps), 1.0)
             return warmup * 0.5 * (1.0 + math.cos(math.pi * progress))
         if self.kind == "step":
             return warmup * self.gamma ** sum(step >= m for m in self.milestones)
         return warmup
+
+
+def layer_grad_norms(model: torch.nn.Module) -> dict[str, Tensor]:
+    """L2 norm of the gradient of each layer (each module owning parameters that have a
+    gradient), keyed by the module's name: where a head's learning signal goes, or does not."""
+    norms = {}
+    for name, module in model.named_modules():
+        grads = [p.grad for p in module.parameters(recurse=False) if p.grad is not None]
+        if grads:
+            norms[name] = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    return norms
 
 
 def check_finite(system: L.LightningModule, loss: Tensor, loss_dict: dict[str, Tensor], batch_idx: int) -> None:
@@ -116,10 +135,26 @@ def warn_if_stopped_by_time(system: L.LightningModule) -> None:
     )
 
 
+def parameter_groups(model: torch.nn.Module, lr: float, backbone_lr_mult: float) -> list[dict[str, Any]]:
+    """The trained parameters: one group at ``lr``, or, with ``backbone_lr_mult != 1``, the heads
+    at ``lr`` first (group 0, whose LR the warnings report), then ``model.backbone`` at
+    ``lr * backbone_lr_mult``."""
+    trained = [p for p in model.parameters() if p.requires_grad]
+    if backbone_lr_mult == 1.0:
+        return [{"params": trained, "lr": lr}]
+    backbone = getattr(model, "backbone", None)
+    if not isinstance(backbone, torch.nn.Module):
+        raise ValueError(f"backbone_lr_mult={backbone_lr_mult}: {type(model).__name__} has no .backbone")
+    in_backbone = {id(p) for p in backbone.parameters()}
+    heads = [p for p in trained if id(p) not in in_backbone]
+    backbone_params = [p for p in trained if id(p) in in_backbone]
+    return [{"params": heads, "lr": lr}, {"params": backbone_params, "lr": lr * backbone_lr_mult}]
+
+
 def configure_optimization(system: L.LightningModule) -> dict[str, Any]:
     """``configure_optimizers`` for a system whose hparams hold the settings above and whose ``model`` is trained."""
     hp, trainer = system.hparams, system.trainer
-    params = [p for p in system.model.parameters() if p.requires_grad]
+    params = parameter_groups(system.model, hp.lr, hp.get("backbone_lr_mult", 1.0))
     if hp.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
@@ -144,6 +179,7 @@ def configure_optimization(system: L.LightningModule) -> dict[str, Any]:
         total_steps=int(total_steps) if math.isfinite(total_steps) else 0,
         milestones=milestones,
         gamma=hp.lr_gamma,
+        start_factor=hp.get("warmup_start_factor", WARMUP_START_FACTOR),
     )
     warn_if_time_limited(trainer, hp.scheduler, schedule.total_steps)
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

@@ -18,11 +18,18 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import lightning as L
+import torch
 from torch import Tensor, nn
 
 from detection.checkpoint import init_from_checkpoint
 from detection.predictor import predict_images
-from detection.optim import check_finite, configure_optimization, warn_if_stopped_by_time
+from detection.optim import (
+    WARMUP_START_FACTOR,
+    check_finite,
+    configure_optimization,
+    layer_grad_norms,
+    warn_if_stopped_by_time,
+)
 
 
 @runtime_checkable
@@ -53,7 +60,12 @@ class DetectionSystem(L.LightningModule):
         optimizer, lr, momentum, weight_decay: the optimizer (``momentum`` is SGD's only).
         scheduler: ``cosine`` decay to 0 over the run, ``step`` (x ``lr_gamma`` at each epoch
             of ``lr_milestones``) or ``none``; stepped per optimizer step, after a linear warm-up
-            of ``warmup_steps`` steps.
+            of ``warmup_steps`` steps from ``lr * warmup_start_factor`` (YOLO's paper: 0.1, from
+            1e-3 to 1e-2).
+        grad_norms_every: log each layer's gradient L2 norm (``grad_norm/<module>``) every
+            this many optimizer steps (0: never), to see where a head's learning signal goes.
+        backbone_lr_mult: the backbone's learning rate as a multiple of ``lr`` (mmdetection's
+            ``lr_mult``): below 1, fine-tuning moves pretrained features less than the new heads.
         init_from: a Lightning checkpoint to start the model from: every parameter whose name
             and shape match is copied (``detection.checkpoint.init_from_checkpoint``), e.g. a
             backbone trained on classification, as the YOLO and R-CNN papers pretrain theirs.
@@ -73,8 +85,11 @@ class DetectionSystem(L.LightningModule):
         weight_decay: float = 1e-4,
         scheduler: Literal["cosine", "step", "none"] = "cosine",
         warmup_steps: int = 0,
+        warmup_start_factor: float = WARMUP_START_FACTOR,
         lr_milestones: list[int] | None = None,
         lr_gamma: float = 0.1,
+        backbone_lr_mult: float = 1.0,
+        grad_norms_every: int = 0,
         init_from: str | None = None,
     ) -> None:
         super().__init__()
@@ -155,6 +170,12 @@ class DetectionSystem(L.LightningModule):
         for key, value in metrics.items():
             self.log(f"{prefix}/{key}", float(value), prog_bar=key == self.monitor, sync_dist=False)
         return metrics
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        every = self.hparams.get("grad_norms_every", 0)
+        if every and self.trainer.global_step % every == 0:
+            for name, norm in layer_grad_norms(self.model).items():
+                self.log(f"grad_norm/{name}", norm, on_step=True, on_epoch=False)
 
     def on_validation_epoch_start(self) -> None:
         self._require_evaluator().reset()

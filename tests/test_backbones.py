@@ -40,6 +40,25 @@ def test_frozen_stages_stop_gradients_and_keep_batchnorm_statistics():
     torch.testing.assert_close(frozen[0][1].running_mean, before)
 
 
+def test_frozen_bn_keeps_the_statistics_and_output_and_never_updates():
+    reference = ResNet(depth=18).eval()
+    with torch.no_grad():  # non-trivial statistics, as pretrained ones are
+        for module in reference.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5), module.running_var.uniform_(0.5, 2.0)
+    frozen = ResNet(depth=18, frozen_bn=True)
+    missing, unexpected = frozen.load_state_dict(reference.state_dict(), strict=False)
+    assert not missing and all(key.endswith("num_batches_tracked") for key in unexpected)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in frozen.modules())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = reference(x)["c5"]
+        frozen.train()(x)  # training mode changes nothing
+        torch.testing.assert_close(frozen(x)["c5"], expected)
+    converted = EfficientNetLite0(frozen_bn=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in converted.modules())
+
+
 def test_weights_from_a_local_file_and_offline_names(tmp_path, monkeypatch):
     import torchvision
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from script_loader import load_script
 
+from benchmarks.mnc_coco import first_images
+
 REPO = Path(__file__).resolve().parents[1]
 COCO_CONFIGS = sorted((REPO / "configs").glob("*/coco2017.yaml"))
 MODEL = "--model.model.init_args."
@@ -30,15 +32,6 @@ SMALL = {
     "mnc": {"min_size": 128, "max_size": 160, "representation_size": 64, "rpn_pre_nms_top_n": "[200, 100]",
             "rpn_post_nms_top_n": "[50, 50]", "rois_per_image": 32},
 }
-
-
-def _val_subset(root: Path, path: Path, images: int = 2) -> Path:
-    """val2017's first ``images`` images with their annotations, all 80 categories kept."""
-    data = json.loads((root / "annotations" / "instances_val2017.json").read_text())
-    kept = data["images"][:images]
-    ids = {image["id"] for image in kept}
-    path.write_text(json.dumps({**data, "images": kept, "annotations": [a for a in data["annotations"] if a["image_id"] in ids]}))
-    return path
 
 
 def test_every_head_has_a_coco2017_config():
@@ -77,7 +70,7 @@ def test_coco2017_config_fits_and_predicts_on_coco_mini(config, shared_data, tmp
     assert any(key.startswith("val/") for key in cli.trainer.callback_metrics)
     checkpoint = run / "checkpoints" / "last.ckpt"
     assert checkpoint.is_file()
-    subset = _val_subset(root, tmp_path / "instances_val_subset.json")
+    subset = first_images(root / "annotations" / "instances_val2017.json", tmp_path / "instances_val_subset.json", 2)
     report = tmp_path / "report"
     status = load_script("evaluate").main([
         "--checkpoint", str(checkpoint), "--coco-ann", str(subset), "--images", str(root / "val2017"), "--out", str(report),

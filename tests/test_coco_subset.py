@@ -160,6 +160,7 @@ def test_coco_mini_data_module_person(shared_data):
                                  val_split="val2017", classes=["person"], num_workers=0)
     assert module.classes == ["person"] and module.num_classes == 1
     assert len(module.dataset("train")) == 36 and len(module.dataset("val")) == 79  # val keeps the negatives
+    assert "classes" not in module.hparams  # a logger merges these with the model's: a second `classes` would clash
 
 
 def test_evaluate_scores_only_the_subset(ann, tmp_path):

@@ -11,7 +11,7 @@ import torch
 from system_toys import TOY_CLASSES, ToyDataModule, ToyEvaluator
 from torch import Tensor, nn
 
-from detection.optim import NonFiniteLossError, WarmupSchedule
+from detection.optim import NonFiniteLossError, WarmupSchedule, layer_grad_norms, parameter_groups
 from detection.system import DetectionSystem
 from detection.tiny import TinyDetector
 
@@ -135,6 +135,8 @@ def test_warmup_then_cosine_and_step_schedules() -> None:
     step = WarmupSchedule(kind="step", warmup_steps=0, total_steps=0, milestones=[4, 8], gamma=0.1)
     assert [step(s) for s in (0, 3, 4, 7, 8, 20)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
     assert WarmupSchedule(kind="none", warmup_steps=0, total_steps=0, milestones=[], gamma=0.1)(7) == 1.0
+    paper = WarmupSchedule(kind="none", warmup_steps=10, total_steps=0, milestones=[], gamma=0.1, start_factor=0.1)
+    assert [paper(s) for s in (0, 5, 10)] == pytest.approx([0.1, 0.55, 1.0])  # YOLO: 1e-3 -> 1e-2 at lr 1e-2
 
 
 def test_step_schedule_milestones_are_in_epochs() -> None:
@@ -250,3 +252,25 @@ def test_max_time_warns_that_the_schedule_follows_max_epochs() -> None:
 def test_no_schedule_warning_without_max_time(recwarn) -> None:
     _trainer(max_epochs=1, limit_val_batches=0).fit(_system(lr=0.01), ToyDataModule())
     assert not [w for w in recwarn if "max_time" in str(w.message)]
+
+
+def test_backbone_lr_mult_puts_the_backbone_in_its_own_group() -> None:
+    model = nn.Sequential()
+    model.backbone, model.head = nn.Linear(2, 2), nn.Linear(2, 1)
+    model.backbone.bias.requires_grad_(False)  # frozen parameters are left out
+    assert parameter_groups(model, 0.1, 1.0) == [{"params": list(model.parameters())[:1] + list(model.head.parameters()), "lr": 0.1}]
+    heads, backbone = parameter_groups(model, 0.1, 0.25)
+    assert heads == {"params": list(model.head.parameters()), "lr": 0.1}
+    assert backbone == {"params": [model.backbone.weight], "lr": 0.025}
+    with pytest.raises(ValueError, match="Linear has no .backbone"):
+        parameter_groups(nn.Linear(2, 2), 0.1, 0.5)
+
+
+def test_layer_grad_norms_cover_every_layer_with_a_gradient() -> None:
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    model[2].requires_grad_(False)
+    model(torch.ones(4, 2)).sum().backward()
+    norms = layer_grad_norms(model)
+    assert list(norms) == ["0"]
+    expected = torch.cat([model[0].weight.grad.flatten(), model[0].bias.grad]).norm()
+    torch.testing.assert_close(norms["0"], expected)

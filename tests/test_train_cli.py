@@ -79,6 +79,13 @@ def test_fit_writes_one_run_dir_then_validate_test_and_resume(tmp_path: Path) ->
     assert (tmp_path / "runs" / "toy" / "version_1" / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_last_checkpoint_is_written_every_epoch_even_without_validation(tmp_path: Path) -> None:
+    train.main(["fit", "--config", str(_config(tmp_path, check_val_every_n_epoch=5))])
+    checkpoints = tmp_path / "runs" / "toy" / "version_0" / "checkpoints"
+    assert not (checkpoints / "best.ckpt").exists()  # no validation ran
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
 def test_num_classes_mismatch_fails_before_training(tmp_path: Path) -> None:
     config = _config(tmp_path)
     with pytest.raises(ValueError, match="num_classes=5 but the data has 2"):

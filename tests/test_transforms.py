@@ -68,6 +68,19 @@ def test_flip_box_equals_box_of_flipped_mask():
     np.testing.assert_allclose(out["area"], target["area"], rtol=1e-6)  # a flip keeps every area
 
 
+def test_vertical_flip_is_off_by_default_and_flips_boxes_and_masks_when_on():
+    image, target = _scene_target(1)
+
+    def flipped(vertical: bool) -> np.ndarray:
+        pipeline = train_transforms(
+            vertical_flip=vertical, flip_probability=1.0, scale=(1.0, 1.0), translate=(0.0, 0.0), color_jitter=False, seed=0
+        )
+        return pipeline(image, target)[1]["masks"]
+
+    np.testing.assert_array_equal(flipped(False), target["masks"][:, :, ::-1])
+    np.testing.assert_array_equal(flipped(True), target["masks"][:, ::-1, ::-1])
+
+
 def test_per_box_fields_follow_their_boxes_through_a_drop():
     image, target = _scene_target(5)
     k = len(target["boxes"])

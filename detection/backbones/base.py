@@ -8,6 +8,7 @@ ordered by increasing stride.
 from collections import OrderedDict
 
 from torch import Tensor, nn
+from torchvision.ops import FrozenBatchNorm2d
 
 
 class Backbone(nn.Module):
@@ -16,9 +17,19 @@ class Backbone(nn.Module):
     ``stages`` maps a stage name to its module; ``taps`` maps each tapped stage name to its
     ``(stride, channels)``. ``frozen_stages`` freezes the first stages (parameters stop
     requiring grad, and their BatchNorm layers stay in eval mode even in training).
+    ``frozen_bn`` replaces every BatchNorm layer with torchvision's ``FrozenBatchNorm2d`` holding
+    the same (pretrained) statistics and affine terms, as detectron2 and torchvision's detectors
+    fine-tune: detection batches of a few images give noisy batch statistics.
     """
 
-    def __init__(self, *, stages: "OrderedDict[str, nn.Module]", taps: dict[str, tuple[int, int]], frozen_stages: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        stages: "OrderedDict[str, nn.Module]",
+        taps: dict[str, tuple[int, int]],
+        frozen_stages: int = 0,
+        frozen_bn: bool = False,
+    ) -> None:
         super().__init__()
         if not 0 <= frozen_stages <= len(stages):
             raise ValueError(f"frozen_stages must be in 0..{len(stages)}, got {frozen_stages}")
@@ -26,6 +37,8 @@ class Backbone(nn.Module):
         if missing:
             raise ValueError(f"taps {sorted(missing)} are not stages ({list(stages)})")
         self.stages = nn.ModuleDict(stages)
+        if frozen_bn:
+            freeze_batch_norm(self.stages)
         self.strides = {name: taps[name][0] for name in stages if name in taps}
         self.channels = {name: taps[name][1] for name in stages if name in taps}
         self.out_channels = list(self.channels.values())[-1]
@@ -69,3 +82,17 @@ class Backbone(nn.Module):
             if name in self.strides:
                 out[name] = x
         return out
+
+
+def freeze_batch_norm(module: nn.Module) -> None:
+    """Replace, in place, every ``BatchNorm2d`` under ``module`` with a ``FrozenBatchNorm2d``
+    carrying its running statistics, weight and bias (state-dict keys are unchanged, less
+    ``num_batches_tracked``)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, key).copy_(getattr(child, key).detach())
+            setattr(module, name, frozen)
+        else:
+            freeze_batch_norm(child)

@@ -152,7 +152,7 @@ class EfficientNetLite0(Backbone):
     ``weights_only=True``. ``frozen_stages`` counts ``c1``..``c5``.
     """
 
-    def __init__(self, *, weights: str | None = None, frozen_stages: int = 0) -> None:
+    def __init__(self, *, weights: str | None = None, frozen_stages: int = 0, frozen_bn: bool = False) -> None:
         model = EfficientNetLite0Classifier()
         if weights is not None:
             path = packaged_weights_path() if weights == "IMAGENET" else weights
@@ -169,7 +169,7 @@ class EfficientNetLite0(Backbone):
             start = end + 1
         channels = {"c1": 16, "c2": 24, "c3": 40, "c4": 112, "c5": HEAD_CHANNELS}
         taps = {name: (2 ** int(name[1]), channels[name]) for name in ("c2", "c3", "c4", "c5")}
-        super().__init__(stages=stages, taps=taps, frozen_stages=frozen_stages)
+        super().__init__(stages=stages, taps=taps, frozen_stages=frozen_stages, frozen_bn=frozen_bn)
         # kept as tensors, not a module: detection never trains it (DDP wants every parameter used)
         self._fc_state = {k: v.clone() for k, v in model._fc.state_dict().items()} if weights is not None else None
 

@@ -20,7 +20,8 @@ _PROBE_SIZE = 64
 
 class MobileNetV3(Backbone):
     def __init__(
-        self, *, size: Literal["large", "small"] = "large", weights: str | None = None, frozen_stages: int = 0
+        self, *, size: Literal["large", "small"] = "large", weights: str | None = None, frozen_stages: int = 0,
+        frozen_bn: bool = False,
     ) -> None:
         builders = {"large": mobilenet_v3_large, "small": mobilenet_v3_small}
         model = builders[size](weights=None)
@@ -37,5 +38,5 @@ class MobileNetV3(Backbone):
                 channels[stride] = x.shape[1]
         stages = OrderedDict((f"c{stride.bit_length() - 1}", nn.Sequential(*blocks)) for stride, blocks in groups.items())
         taps = {f"c{s.bit_length() - 1}": (s, channels[s]) for s in groups if s >= 4}
-        super().__init__(stages=stages, taps=taps, frozen_stages=frozen_stages)
+        super().__init__(stages=stages, taps=taps, frozen_stages=frozen_stages, frozen_bn=frozen_bn)
         self.train()

@@ -18,7 +18,9 @@ from detection.backbones.weights import load_weights
 
 
 class ResNet(Backbone):
-    def __init__(self, *, depth: Literal[18, 50] = 18, weights: str | None = None, frozen_stages: int = 0) -> None:
+    def __init__(
+        self, *, depth: Literal[18, 50] = 18, weights: str | None = None, frozen_stages: int = 0, frozen_bn: bool = False
+    ) -> None:
         builders = {18: resnet18, 50: resnet50}
         if depth not in builders:
             raise ValueError(f"depth must be 18 or 50, got {depth}")
@@ -33,4 +35,4 @@ class ResNet(Backbone):
             c5=model.layer4,
         )
         taps = {f"c{i}": (2**i, 64 * 2 ** (i - 2) * expansion) for i in range(2, 6)}
-        super().__init__(stages=stages, taps=taps, frozen_stages=frozen_stages)
+        super().__init__(stages=stages, taps=taps, frozen_stages=frozen_stages, frozen_bn=frozen_bn)
