@@ -71,7 +71,7 @@ def layer_grad_norms(model: torch.nn.Module) -> dict[str, Tensor]:
     for name, module in model.named_modules():
         grads = [p.grad for p in module.parameters(recurse=False) if p.grad is not None]
         if grads:
-            norms[name] = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            norms[name] = torch.nn.utils.get_total_norm(grads)
     return norms
 
 
