@@ -83,9 +83,12 @@ def inference_stages(model: nn.Module) -> dict[str, tuple[object, str]]:
     }  # fmt: skip
 
 
-def inference_seconds(checkpoint: Path, source: SplitSource, *, warmup: int, images: int) -> tuple[float, dict[str, float]]:
-    """Batch-1 inference seconds per image of the scored split, in all and per stage."""
-    model = load_detector(checkpoint).model  # in eval mode
+def inference_seconds(
+    checkpoint: Path, source: SplitSource, *, warmup: int, images: int, config: Path | None = None
+) -> tuple[float, dict[str, float]]:
+    """Batch-1 inference seconds per image of the scored split, in all and per stage (the model
+    rebuilt from ``config`` when given, e.g. other inference settings, as ``evaluate.py --config``)."""
+    model = load_detector(checkpoint, config=config).model  # in eval mode
     reader = open_split(source, task="detection").reader
     pictures = [reader[i % len(reader)][0] for i in range(images)]
     seconds_per_image(lambda image: model([image]), pictures[:warmup], warmup=0)  # the warm-up, off the stage clocks

@@ -105,6 +105,24 @@ def test_five_stage_inference_pools_stage_3_and_stage_5_candidates():
     assert counts[5] == 2 * counts[3]  # the same proposals re-run once more (no NMS, no threshold)
 
 
+def test_stage5_min_score_reruns_only_the_stage_3_boxes_scoring_above_it():
+    torch.manual_seed(0)
+    model = _mnc(score_thresh=0.0, detections_per_img=1000, nms_thresh=1.0, mask_voting=False).eval()
+    images = [torch.rand(3, 64, 64), torch.rand(3, 64, 64)]
+    features = model.backbone(model.transform(images)[0].tensors)[model.feature]
+    proposals = [torch.tensor([[4.0, 4.0, 30.0, 30.0], [10.0, 8.0, 50.0, 40.0], [0.0, 0.0, 60.0, 60.0]])] * 2
+    with torch.no_grad():
+        _, class_logits, _ = model.mask_and_categorise(features, proposals)
+        foreground = class_logits.softmax(-1)[:, 1:].amax(1)  # [6]
+        threshold = float(foreground.median())  # keeps some RoIs, drops others
+        model.stage5_min_score = threshold
+        candidates = model._candidates(features, proposals, [(64, 64)] * 2)
+    kept = (foreground > threshold).view(2, 3).sum(1)
+    assert 0 < int(kept.sum()) < 6
+    assert [len(boxes) for boxes, _, _ in candidates] == [3 + int(k) for k in kept]
+    assert all(len(b) == len(m) == len(p) for b, m, p in candidates)
+
+
 def test_lightning_train_and_eval_step_on_shapes_with_masks(shapes_root):
     data = DetectionDataModule(format="shapes", root=str(shapes_root.root), with_masks=True, batch_size=2, num_workers=0)
     model = _mnc(num_classes=4, min_size=96, max_size=96)

@@ -61,7 +61,9 @@ class MNC(nn.Module):
     ``loss_classifier``, ``loss_box_reg`` in training; ``{boxes, labels, scores, masks}`` per image
     in eval (``masks [K, H, W]`` uint8 0/1 in original image pixels).
 
-    ``inference_stages`` is 3 or 5; ``mask_voting`` switches mask voting; ``box_gradients=False``
+    ``inference_stages`` is 3 or 5; ``stage5_min_score`` > 0 runs stages 4 and 5 only on the
+    boxes whose best stage 3 foreground probability exceeds it (0: on all, the paper; the
+    background RoIs are most of stage 5's cost); ``mask_voting`` switches mask voting; ``box_gradients=False``
     detaches the proposals (Faster R-CNN's approximate joint training, for comparison);
     ``box_grad_clip`` bounds the gradient reaching stage 1's box deltas (the authors' 1/512).
     ``rpn_pre_nms_top_n`` / ``rpn_post_nms_top_n`` are ``(training, testing)``.
@@ -89,6 +91,7 @@ class MNC(nn.Module):
         box_gradients: bool = True,
         box_grad_clip: float = BOX_GRAD_CLIP,
         inference_stages: Literal[3, 5] = 5,
+        stage5_min_score: float = 0.0,
         mask_voting: bool = True,
         score_thresh: float = 0.05,
         nms_thresh: float = TEST_NMS,
@@ -129,6 +132,7 @@ class MNC(nn.Module):
         self.mask_loss_weight = mask_loss_weight
         self.box_gradients = box_gradients
         self.inference_stages = inference_stages
+        self.stage5_min_score = stage5_min_score
         self.mask_voting = mask_voting
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
@@ -192,10 +196,15 @@ class MNC(nn.Module):
         stages = [(proposals, mask_logits, class_logits)]
         if self.inference_stages == 5:
             boxes = self._regressed_boxes(proposals, class_logits, box_deltas, image_sizes)
+            if self.stage5_min_score > 0:
+                foreground = F.softmax(class_logits, dim=-1)[:, 1:].amax(dim=1) > self.stage5_min_score  # [R]
+                boxes = [b[keep] for b, keep in zip(boxes, foreground.split([len(p) for p in proposals]))]
             mask_logits_5, class_logits_5, _ = self.mask_and_categorise(features, boxes)
             stages.append((boxes, mask_logits_5, class_logits_5))
-        counts = [len(p) for p in proposals]
-        per_stage = [(boxes, masks.sigmoid().split(counts), F.softmax(logits, dim=-1).split(counts)) for boxes, masks, logits in stages]
+        per_stage = []
+        for boxes, masks, logits in stages:
+            counts = [len(b) for b in boxes]
+            per_stage.append((boxes, masks.sigmoid().split(counts), F.softmax(logits, dim=-1).split(counts)))
         return [
             (
                 torch.cat([boxes[i] for boxes, _, _ in per_stage]),
