@@ -8,10 +8,11 @@ threads). Headline metric per head: mAP@0.5 (VOC area AP) for detectors, mean IU
 cls+loc accuracy for the localization heads, mAP^r@0.5 for MNC. R-CNN and Fast R-CNN read
 selective-search proposals from the cache (``scripts/make_proposals.py`` fills it first): their
 ``s/image`` is a cache hit plus the network; ``with proposals`` adds selective search on the image.
-R-CNN's ablations (SVM vs softmax scores, with and without box regression) reuse its checkpoint
-on the whole test split.
+The two localization heads read single-object shapes (``data/shapes_single_4000``, their
+configs' data: 4,000 training images). R-CNN's ablations (SVM vs softmax scores, with and
+without box regression) reuse its checkpoint on the whole test split.
 
-Full run: about an hour on 2 quiet cores. Quick: R-CNN alone (the generic path, proposals and
+Full run: about 80 minutes on 2 quiet cores. Quick: R-CNN alone (the generic path, proposals and
 ablations), one epoch of two batches on tiny shapes, two test images.
 """
 
@@ -22,7 +23,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from benchmarks.runs import QUICK_TRAIN, REPO, epochs_done, evaluate_checkpoint, fit, run_script, shapes, tiny_shapes
+from benchmarks.runs import (
+    QUICK_TRAIN, REPO, SHAPES_SINGLE, SHAPES_SINGLE_SIZES, epochs_done, evaluate_checkpoint, fit, run_script, shapes, tiny_shapes,
+)  # fmt: skip
 from benchmarks.timing import seconds_per_image
 from datasets.datamodule import DetectionDataModule
 from detection.checkpoint import load_detector
@@ -30,7 +33,6 @@ from detection.evaluation import VOCEvaluator
 from detection.proposals.selective_search import image_to_uint8
 
 SPEED_IMAGES = 50
-SINGLE_OBJECT_ROOT = REPO / "data" / "shapes_single"  # the localization configs' data (their root:)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,10 @@ def run(quick: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_lectures_") as tmp:
         work = Path(tmp)
         multi = tiny_shapes(work / "shapes") if quick else shapes()
-        single = tiny_shapes(work / "shapes_single", single_object=True) if quick else shapes(SINGLE_OBJECT_ROOT, single_object=True)
+        if quick:
+            single = tiny_shapes(work / "shapes_single", single_object=True)
+        else:
+            single = shapes(SHAPES_SINGLE, single_object=True, sizes=SHAPES_SINGLE_SIZES)
         cache = work / "proposals" if quick else REPO / "data" / "proposals"
         run_script("make_proposals.py", ["--config", "configs/rcnn/shapes.yaml", "--root", str(multi), "--cache-dir", str(cache),
                                          "--splits", "train", "val", "test", "--no-progress"])  # fmt: skip

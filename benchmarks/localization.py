@@ -1,6 +1,6 @@
 """Does the classification + localization head reach the issue's accuracy in its time budget?
 
-Generates single-object shapes (4,000 train, 200 val, 500 test images) in a temporary directory,
+Reads single-object shapes (``data/shapes_single_4000``: 4,000 train, 200 val, 500 test images, generated when missing),
 trains ``ClassLocalizationNet`` (SmallCNN width 16, 96-px input, box loss weight 2) from scratch
 through the Lightning system in this process for at most 5 minutes of wall time (AdamW, lr 3e-3,
 a 14-epoch cosine schedule), then scores the test split with the ILSVRC classification +
@@ -21,9 +21,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.runs import tiny_shapes
+from benchmarks.runs import SHAPES_SINGLE, SHAPES_SINGLE_SIZES, shapes, tiny_shapes
 from datasets.datamodule import DetectionDataModule
-from datasets.shapes_writer import write_shapes
 from detection.backbones import SmallCNN
 from detection.evaluation import ClsLocEvaluator
 from detection.localization import ClassLocalizationNet
@@ -31,7 +30,6 @@ from detection.system import DetectionSystem
 
 MINUTES = 5.0  # training wall-time budget
 EPOCHS = 14  # the cosine schedule's length (the budget stops it earlier)
-SIZES = {"train": 4000, "val": 200, "test": 500}
 WIDTH, IMAGE_SIZE, LR, BOX_WEIGHT = 16, 96, 3e-3, 2.0
 
 
@@ -41,8 +39,7 @@ def run(quick: bool) -> dict:
         if quick:
             root = tiny_shapes(Path(tmp), single_object=True)
         else:
-            root = Path(tmp)
-            write_shapes(root, sizes=SIZES, single_object=True)
+            root = shapes(SHAPES_SINGLE, single_object=True, sizes=SHAPES_SINGLE_SIZES)
         data = DetectionDataModule(format="shapes", root=str(root), batch_size=2 if quick else 32, num_workers=0 if quick else 2)
         model = ClassLocalizationNet(
             backbone=SmallCNN(width=WIDTH), num_classes=data.num_classes, image_size=IMAGE_SIZE, box_loss_weight=BOX_WEIGHT

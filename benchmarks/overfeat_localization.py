@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from benchmarks.runs import QUICK_TRAIN, REPO, epochs_done, fit, shapes, tiny_shapes
+from benchmarks.runs import QUICK_TRAIN, REPO, SHAPES_SINGLE, SHAPES_SINGLE_SIZES, epochs_done, fit, shapes, tiny_shapes
 from datasets.shapes import SHAPE_CLASSES
 from datasets.voc import VOCDetection
 from detection.checkpoint import load_detector
@@ -41,8 +41,6 @@ from detection.overfeat import OverFeat
 
 CONFIG = REPO / "configs" / "overfeat" / "shapes.yaml"
 BASELINE = REPO / "configs" / "localization" / "shapes.yaml"
-DATA = REPO / "data" / "shapes_single_4000"
-SIZES = {"train": 4000, "val": 200, "test": 500}
 MINUTES = 10.0  # training budget per config
 GOAL = 0.93  # the issue: cls+loc accuracy on single-object shapes
 TUNE_KS = (1, 2, 3)
@@ -181,7 +179,10 @@ def window_head_metrics(model: torch.nn.Module, reader: VOCDetection) -> dict[st
 def run(quick: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_overfeat_localization_") as tmp:
         work = Path(tmp)
-        root = tiny_shapes(work / "shapes", single_object=True) if quick else shapes(DATA, single_object=True, sizes=SIZES)
+        if quick:
+            root = tiny_shapes(work / "shapes", single_object=True)
+        else:
+            root = shapes(SHAPES_SINGLE, single_object=True, sizes=SHAPES_SINGLE_SIZES)
         reader = split_reader(root, "test")
         checkpoint, figures = train(CONFIG, root, work, minutes=MINUTES, quick=quick)
         model = load_detector(checkpoint).model.eval()

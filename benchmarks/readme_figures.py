@@ -6,7 +6,9 @@ target is a results file and the figure's key path (keys joined by ``.``, under 
     [0.887](benchmarks/results/demo.json#map_50)
     [142](benchmarks/results/demo.json#steps_s.train) s
 
-The number must be the recorded value rounded to as many decimals as the README shows.
+The key path is a URL fragment: a key with spaces is written percent-encoded
+(``#Fast%20R-CNN.value``). The number must be the recorded value rounded to as many decimals as
+the README shows.
 ``check`` lists every figure that differs, cites a missing file or key, or cites a quick run.
 """
 
@@ -14,6 +16,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 FIGURE_LINK = re.compile(r"\[(-?[0-9]+(?:\.[0-9]+)?)\]\((benchmarks/results/[\w.-]+\.json)#([^)\s]+)\)")
 
@@ -34,7 +37,7 @@ def cited_figures(markdown: str) -> list[Figure]:
 
 def _lookup(figures: dict, key: str) -> object:
     value: object = figures
-    for part in key.split("."):
+    for part in unquote(key).split("."):
         if not isinstance(value, dict) or part not in value:
             raise KeyError(part)
         value = value[part]

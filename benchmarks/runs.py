@@ -17,6 +17,8 @@ from datasets.shapes_writer import write_shapes
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = REPO / "data" / "shapes"  # the demo's dataset, generated on first use
+SHAPES_SINGLE = REPO / "data" / "shapes_single_4000"  # the localization configs' dataset (their data.root)
+SHAPES_SINGLE_SIZES = {"train": 4000, "val": 200, "test": 500}  # and their shapes_sizes
 QUICK_TRAIN = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
                "--data.init_args.batch_size", "2", "--data.init_args.num_workers", "0"]  # fmt: skip
 

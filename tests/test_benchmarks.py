@@ -52,8 +52,28 @@ def test_check_reports_a_figure_that_differs_or_has_no_source(tmp_path):
     assert "records 0.8874" in problems[0] and "no figure a.nope" in problems[1] and "does not exist" in problems[2]
 
 
+def test_check_reads_a_percent_encoded_key(tmp_path):
+    _results(tmp_path, {"Fast R-CNN": {"value": 0.9}})
+    readme = tmp_path / "README.md"
+    readme.write_text("[0.90](benchmarks/results/x.json#Fast%20R-CNN.value)")
+    assert check(readme, tmp_path) == []
+    readme.write_text("[0.90](benchmarks/results/x.json#Fast%20R-CNN.valu)")
+    assert "no figure Fast%20R-CNN.valu" in check(readme, tmp_path)[0]
+
+
 def test_check_refuses_a_quick_run_as_a_source(tmp_path):
     _results(tmp_path, {"s": 1.0}, quick=True)
     readme = tmp_path / "README.md"
     readme.write_text("[1.0](benchmarks/results/x.json#s)")
     assert "quick run" in check(readme, tmp_path)[0]
+
+
+@pytest.mark.parametrize("config", ["configs/localization/shapes.yaml", "configs/overfeat/shapes.yaml"])
+def test_single_object_configs_train_on_the_benchmarks_data(config):
+    """The localization configs' figures come from ``SHAPES_SINGLE``: the configs must name it."""
+    import yaml
+
+    from benchmarks.runs import SHAPES_SINGLE, SHAPES_SINGLE_SIZES
+
+    data = yaml.safe_load((REPO / config).read_text())["data"]["init_args"]
+    assert REPO / data["root"] == SHAPES_SINGLE and data["shapes_sizes"] == SHAPES_SINGLE_SIZES
