@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from benchmarks.runs import (
-    QUICK_TRAIN, REPO, SHAPES_SINGLE, SHAPES_SINGLE_SIZES, epochs_done, evaluate_checkpoint, fit, run_script, shapes, tiny_shapes,
+    QUICK_TRAIN, REPO, epochs_done, evaluate_checkpoint, fit, run_script, shapes, single_object_shapes,
+    tiny_shapes,
 )  # fmt: skip
 from benchmarks.timing import seconds_per_image
 from datasets.datamodule import DetectionDataModule
@@ -85,7 +86,7 @@ def run(quick: bool) -> dict:
         if quick:
             single = tiny_shapes(work / "shapes_single", single_object=True)
         else:
-            single = shapes(SHAPES_SINGLE, single_object=True, sizes=SHAPES_SINGLE_SIZES)
+            single = single_object_shapes()
         cache = work / "proposals" if quick else REPO / "data" / "proposals"
         run_script("make_proposals.py", ["--config", "configs/rcnn/shapes.yaml", "--root", str(multi), "--cache-dir", str(cache),
                                          "--splits", "train", "val", "test", "--no-progress"])  # fmt: skip

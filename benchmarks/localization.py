@@ -21,7 +21,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.runs import SHAPES_SINGLE, SHAPES_SINGLE_SIZES, shapes, tiny_shapes
+from benchmarks.runs import single_object_shapes, tiny_shapes
 from datasets.datamodule import DetectionDataModule
 from detection.backbones import SmallCNN
 from detection.evaluation import ClsLocEvaluator
@@ -39,7 +39,7 @@ def run(quick: bool) -> dict:
         if quick:
             root = tiny_shapes(Path(tmp), single_object=True)
         else:
-            root = shapes(SHAPES_SINGLE, single_object=True, sizes=SHAPES_SINGLE_SIZES)
+            root = single_object_shapes()
         data = DetectionDataModule(format="shapes", root=str(root), batch_size=2 if quick else 32, num_workers=0 if quick else 2)
         model = ClassLocalizationNet(
             backbone=SmallCNN(width=WIDTH), num_classes=data.num_classes, image_size=IMAGE_SIZE, box_loss_weight=BOX_WEIGHT

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from benchmarks.runs import QUICK_TRAIN, REPO, SHAPES_SINGLE, SHAPES_SINGLE_SIZES, epochs_done, fit, shapes, tiny_shapes
+from benchmarks.runs import QUICK_TRAIN, REPO, epochs_done, fit, single_object_shapes, tiny_shapes
 from datasets.shapes import SHAPE_CLASSES
 from datasets.voc import VOCDetection
 from detection.checkpoint import load_detector
@@ -182,7 +182,7 @@ def run(quick: bool) -> dict:
         if quick:
             root = tiny_shapes(work / "shapes", single_object=True)
         else:
-            root = shapes(SHAPES_SINGLE, single_object=True, sizes=SHAPES_SINGLE_SIZES)
+            root = single_object_shapes()
         reader = split_reader(root, "test")
         checkpoint, figures = train(CONFIG, root, work, minutes=MINUTES, quick=quick)
         model = load_detector(checkpoint).model.eval()

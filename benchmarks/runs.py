@@ -49,6 +49,11 @@ def shapes(root: Path = SHAPES, *, single_object: bool = False, sizes: dict[str,
     return root
 
 
+def single_object_shapes() -> Path:
+    """``SHAPES_SINGLE``, the localization configs' dataset, generated when missing."""
+    return shapes(SHAPES_SINGLE, single_object=True, sizes=SHAPES_SINGLE_SIZES)
+
+
 def tiny_shapes(root: Path, *, single_object: bool = False, image_size: int = 128) -> Path:
     """4 train, 2 val and 2 test shapes images at ``root``, generated when missing: data for a quick run."""
     if not (root / "VOC").is_dir():

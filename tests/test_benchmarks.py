@@ -4,10 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from benchmarks import BENCHMARKS
 from benchmarks.__main__ import main, run_one
 from benchmarks.readme_figures import cited_figures, check
+from benchmarks.runs import SHAPES_SINGLE, SHAPES_SINGLE_SIZES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,9 +73,5 @@ def test_check_refuses_a_quick_run_as_a_source(tmp_path):
 @pytest.mark.parametrize("config", ["configs/localization/shapes.yaml", "configs/overfeat/shapes.yaml"])
 def test_single_object_configs_train_on_the_benchmarks_data(config):
     """The localization configs' figures come from ``SHAPES_SINGLE``: the configs must name it."""
-    import yaml
-
-    from benchmarks.runs import SHAPES_SINGLE, SHAPES_SINGLE_SIZES
-
     data = yaml.safe_load((REPO / config).read_text())["data"]["init_args"]
     assert REPO / data["root"] == SHAPES_SINGLE and data["shapes_sizes"] == SHAPES_SINGLE_SIZES
