@@ -21,6 +21,7 @@ BENCHMARKS = (  # module names under benchmarks/, in the order ``run all`` takes
     "localization",
     "fcn",
     "yolo",
+    "fast_yolo",
     "yolo_speed",
     "faster_rcnn_speed",
     "fast_vs_faster",

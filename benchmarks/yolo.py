@@ -3,7 +3,8 @@
 ``configs/yolo/shapes.yaml`` trains through ``scripts/train.py fit`` for at most 8 minutes of wall
 time (the config's 36-epoch cosine schedule; validation every 5 epochs), then
 ``scripts/evaluate.py --checkpoint`` scores ``best.ckpt`` on the test split (VOC area AP, the
-config's evaluator). ``benchmarks/yolo_speed.py`` times it against Faster R-CNN.
+config's evaluator). ``benchmarks/yolo_speed.py`` times it against Faster R-CNN;
+``benchmarks/fast_yolo.py`` runs the same for Fast YOLO.
 
     OMP_NUM_THREADS=1 python -m benchmarks run yolo [--quick]
 
@@ -28,13 +29,18 @@ def val_map_by_epoch(run_dir: Path) -> dict[str, float]:
 
 
 def run(quick: bool) -> dict:
+    return train_and_score(CONFIG, quick)
+
+
+def train_and_score(config: Path, quick: bool) -> dict:
+    """Train ``config`` on the shapes within ``MINUTES``, then score its ``best.ckpt`` on the test split."""
     with tempfile.TemporaryDirectory(prefix="bench_yolo_") as tmp:
         work = Path(tmp)
         root = tiny_shapes(work / "shapes") if quick else shapes()
         extra = ["--data.init_args.root", str(root)]
         if quick:
             extra += [*QUICK_TRAIN, "--trainer.check_val_every_n_epoch", "1"]  # a best.ckpt after the one epoch
-        run_dir, seconds = fit(CONFIG, work / "run", extra, minutes=MINUTES)
+        run_dir, seconds = fit(config, work / "run", extra, minutes=MINUTES)
         test_split = ["--shapes", str(root), "--split", "test"]
         metrics = evaluate_checkpoint(run_dir / "checkpoints" / "best.ckpt", test_split, work / "report")
         return {
