@@ -1,8 +1,8 @@
 """Evaluation from a checkpoint for every head: seconds per run, and 1 vs 2 processes.
 
 For each shapes config (``configs/<head>/shapes.yaml``): a checkpoint trained here for 2 epochs
-(``scripts/train.py fit``, ``last.ckpt``) on the generated shapes (``data/shapes``, or
-``data/shapes_single`` for the single-object configs), then
+(``scripts/train.py fit``, ``last.ckpt``) on the generated shapes (``data/shapes``, or the
+4,000-image single-object set the localization configs train on, ``benchmarks.runs.SHAPES_SINGLE``), then
 
 1. ``scripts/evaluate.py --checkpoint`` on the test split (wall seconds of the whole command,
    interpreter start included, and the inference seconds it reports);
@@ -14,7 +14,7 @@ For each shapes config (``configs/<head>/shapes.yaml``): a checkpoint trained he
 The metrics of briefly trained checkpoints say nothing about the heads; the times and the 1-vs-2
 differences are the figures: ``{head: {evaluate_s, inference_s, images, metric, test_value,
 val_1_process, val_2_processes, val_max_abs_diff}}`` (``val_*`` the validation value of
-``metric``, the head's headline). The quick run takes one head and skips the validation runs
+``metric``, the metric the head's config monitors). The quick run takes one head and skips the validation runs
 (``validate``: two more processes).
 """
 
@@ -26,17 +26,21 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.runs import QUICK_TRAIN, REPO, fit, run_script, shapes, tiny_shapes
+from benchmarks.runs import QUICK_TRAIN, REPO, fit, run_script, shapes, single_object_shapes, tiny_shapes
 
 CONFIGS = {p.parent.name: p for p in sorted((REPO / "configs").glob("*/shapes.yaml"))}
 EPOCHS = 2
 QUICK_HEAD = "faster_rcnn"
-HEADLINES = ("map_50", "cls_loc_accuracy", "mean_iou")  # the first one a head's report has
 
 
 def single_object(config: Path) -> bool:
     """Whether the config trains on the single-object shapes (the localization heads)."""
     return bool(yaml.safe_load(config.read_text())["data"]["init_args"].get("shapes_single_object"))
+
+
+def headline(config: Path) -> str:
+    """The head's headline metric: the one its config monitors (``map_50``, ``map_r_50``, ``mean_iou``, ...)."""
+    return yaml.safe_load(config.read_text())["model"]["monitor"]
 
 
 def validate(config: Path, data_args: list[str], checkpoint: Path, devices: int, out: Path) -> dict[str, float]:
@@ -64,7 +68,7 @@ def head_figures(head: str, root: Path, work: Path, *, devices: tuple[int, int] 
                                             "--out", str(report), "--no-progress", "--num-workers", "0"])  # fmt: skip
     inference = re.search(r"inference ([0-9.]+) s for (\d+) images", (report / "report.md").read_text())
     metrics = json.loads((report / "metrics.json").read_text())
-    metric = next(k for k in HEADLINES if k in metrics)
+    metric = headline(config)
     figures = {
         "evaluate_s": round(seconds, 1),
         "inference_s": float(inference.group(1)),
@@ -74,9 +78,8 @@ def head_figures(head: str, root: Path, work: Path, *, devices: tuple[int, int] 
     }
     if devices:
         one, two = (validate(config, data_args, checkpoint, n, out) for n in devices)
-        val_key = f"val/{metric}" if f"val/{metric}" in one else next(iter(one))
-        figures["val_1_process"] = round(one[val_key], 4)
-        figures["val_2_processes"] = round(two[val_key], 4)
+        figures["val_1_process"] = round(one[f"val/{metric}"], 4)
+        figures["val_2_processes"] = round(two[f"val/{metric}"], 4)
         figures["val_max_abs_diff"] = float(f"{max((abs(one[k] - two[k]) for k in one), default=float('nan')):.2g}")
     return figures
 
@@ -90,6 +93,6 @@ def run(quick: bool) -> dict:
             if quick:
                 root = tiny_shapes(work / ("shapes_single" if single else "shapes"), single_object=single)
             else:
-                root = shapes(REPO / "data" / "shapes_single", single_object=True) if single else shapes()
+                root = single_object_shapes() if single else shapes()
             figures[head] = head_figures(head, root, work, devices=() if quick else (1, 2), quick=quick)
     return figures
