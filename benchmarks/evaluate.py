@@ -2,7 +2,8 @@
 
 For each shapes config (``configs/<head>/shapes.yaml``): a checkpoint trained here for 2 epochs
 (``scripts/train.py fit``, ``last.ckpt``) on the generated shapes (``data/shapes``, or the
-4,000-image single-object set the localization configs train on, ``benchmarks.runs.SHAPES_SINGLE``), then
+4,000-image single-object set the localization configs train on,
+``benchmarks.runs.SHAPES_SINGLE``), then
 
 1. ``scripts/evaluate.py --checkpoint`` on the test split (wall seconds of the whole command,
    interpreter start included, and the inference seconds it reports);
@@ -13,9 +14,9 @@ For each shapes config (``configs/<head>/shapes.yaml``): a checkpoint trained he
 
 The metrics of briefly trained checkpoints say nothing about the heads; the times and the 1-vs-2
 differences are the figures: ``{head: {evaluate_s, inference_s, images, metric, test_value,
-val_1_process, val_2_processes, val_max_abs_diff}}`` (``val_*`` the validation value of
-``metric``, the metric the head's config monitors). The quick run takes one head and skips the validation runs
-(``validate``: two more processes).
+val_1_process, val_2_processes, val_max_abs_diff}}`` (``metric`` is the one the head's config
+monitors, ``val_*`` its validation value). The quick run takes one head and skips the validation
+runs (``validate``: two more processes).
 """
 
 import csv
