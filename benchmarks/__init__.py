@@ -22,6 +22,7 @@ BENCHMARKS = (  # module names under benchmarks/, in the order ``run all`` takes
     "fcn",
     "yolo",
     "fast_yolo",
+    "yolo_fc",
     "yolo_speed",
     "faster_rcnn_speed",
     "fast_vs_faster",

@@ -7,7 +7,8 @@ of 24).
 
     OMP_NUM_THREADS=1 python -m benchmarks run fast_yolo [--quick]
 
-Figures: those of ``yolo``: ``test_map_50``, ``val_map_50`` (by epoch), ``epochs``, ``train_min``.
+Figures: those of ``yolo``: ``test_map_50``, ``val_map_50`` and ``train_loss_terms`` (by epoch),
+``epochs``, ``train_min``.
 """
 
 from benchmarks.runs import REPO

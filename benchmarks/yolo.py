@@ -9,7 +9,8 @@ config's evaluator). ``benchmarks/yolo_speed.py`` times it against Faster R-CNN;
     OMP_NUM_THREADS=1 python -m benchmarks run yolo [--quick]
 
 Figures: ``test_map_50``, ``val_map_50`` (by epoch), ``epochs``, ``train_min`` (the fit command's
-wall time, validation and start-up included).
+wall time, validation and start-up included), ``train_loss_terms`` (by epoch: the five terms of
+eq. 3 per image, averaged over the epoch's training steps).
 """
 
 import csv
@@ -22,10 +23,23 @@ CONFIG = REPO / "configs" / "yolo" / "shapes.yaml"
 MINUTES = 8.0  # the demo budget
 
 
+LOSS_TERMS = ("class", "coord", "size", "obj", "noobj")
+
+
 def val_map_by_epoch(run_dir: Path) -> dict[str, float]:
     """``{epoch: val map_50}`` from the run's ``metrics.csv``."""
     with open(run_dir / "metrics.csv", newline="") as f:
         return {r["epoch"]: round(float(r["val/map_50"]), 4) for r in csv.DictReader(f) if r.get("val/map_50")}
+
+
+def loss_terms_by_epoch(run_dir: Path) -> dict[str, dict[str, float]]:
+    """``{epoch: {term: training loss}}`` from the run's ``metrics.csv`` (the epoch means)."""
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return {
+            r["epoch"]: {t: round(float(r[f"train/loss_{t}_epoch"]), 3) for t in LOSS_TERMS}
+            for r in csv.DictReader(f)
+            if r.get("train/loss_class_epoch")
+        }
 
 
 def run(quick: bool) -> dict:
@@ -46,6 +60,7 @@ def train_and_score(config: Path, quick: bool) -> dict:
         return {
             "test_map_50": round(metrics["map_50"], 4),
             "val_map_50": val_map_by_epoch(run_dir),
+            "train_loss_terms": loss_terms_by_epoch(run_dir),
             "epochs": epochs_done(run_dir),
             "train_min": round(seconds / 60, 2),
         }
