@@ -1,5 +1,5 @@
 """OverFeat localization vs the single-window localization head, then one vs many test scales, and
-the choice of k and the merge threshold on the validation split.
+the choice of the windows kept per view and the merge threshold on the validation split.
 
 Both ``configs/overfeat/shapes.yaml`` and ``configs/localization/shapes.yaml`` train through
 ``scripts/train.py fit`` (``benchmarks.runs.fit``, a subprocess) on the same single-object shapes
@@ -11,16 +11,16 @@ and IoU >= 0.5; the issue's goal for OverFeat is 0.93).
 
 OverFeat runs once per image and view (scale x flip); the cached views are reused for every test
 setting (``OverFeat.view_outputs`` / ``merge_views``): one scale (the window's) vs the configured
-scales, each without and with flips. Then ``tune`` scores every ``(top_k_classes,
+scales, each without and with flips. Then ``tune`` scores every ``(pre_merge_top_n,
 merge_threshold)`` of the grid on the validation split, the way the config's values were chosen.
 
     OMP_NUM_THREADS=1 python -m benchmarks run overfeat_localization [--quick]
 
 Figures: ``overfeat.test.<setting>`` and ``localization_head.test``, each ``{cls_loc_accuracy,
 cls_accuracy, mean_iou}`` (settings ``one_scale``, ``one_scale_flips``, ``multi_scale_merge``,
-``multi_scale_flips_merge``), with ``epochs``, ``train_min``; ``tune``: ``grid`` (``thresholds``,
-and per k ``k<k>`` the ``cls_loc_accuracy`` at each threshold) and the chosen ``top_k_classes``,
-``merge_threshold``, ``value``.
+``multi_scale_flips_merge``), with ``epochs``, ``train_min``; ``tune``: ``grid`` (``merge_threshold``,
+and per n ``pre_merge_top_n_<n>`` the ``cls_loc_accuracy`` at each threshold) and the chosen
+``pre_merge_top_n``, ``merge_threshold``, ``value``.
 The quick run trains OverFeat only.
 """
 
@@ -44,6 +44,7 @@ BASELINE = REPO / "configs" / "localization" / "shapes.yaml"
 MINUTES = 10.0  # training budget per config
 GOAL = 0.93  # the issue: cls+loc accuracy on single-object shapes
 TUNE_KS = (1, 2, 3)
+TUNE_TOP_NS = (1, 3, 5, 10, 50)
 TUNE_THRESHOLDS = (0.2, 0.4, 0.6, 0.8, 1.0, 1.5)
 METRICS = ("cls_loc_accuracy", "cls_accuracy", "mean_iou")
 
@@ -120,45 +121,69 @@ def evaluator_for(model: OverFeat):
 
 
 def tune_grid(
-    model: OverFeat, views: list[list[View]], targets: list[dict], ks: Sequence[int], thresholds: Sequence[float]
-) -> tuple[dict[tuple[int, float], float], tuple[int, float]]:
-    """Score every ``(k, threshold)`` on cached views -> ``({pair: metric}, best pair)``.
+    model: OverFeat, views: list[list[View]], targets: list[dict], grid: dict[str, Sequence[float]]
+) -> tuple[dict[tuple, float], tuple]:
+    """Score every combination of the model settings in ``grid`` (``{attribute: values}``, e.g.
+    ``pre_merge_top_n``, ``merge_threshold``) on cached views -> ``({combination: metric}, best)``,
+    combinations as tuples in the grid's order; the model's own settings are restored.
 
-    The metric is the monitor of the mode (``cls_loc_accuracy`` or ``map_50``); ties go to the
-    smaller k, then the threshold nearest the middle of the grid, so the choice is stable.
+    The metric is the monitor of the mode (``cls_loc_accuracy`` or ``map_50``). ``top_k_classes``
+    above the number of classes is skipped. Ties go to the combination nearest the model's own
+    settings (the fewest grid steps away), so the choice is stable.
     """
     key = "cls_loc_accuracy" if model.mode == "localization" else "map_50"
     evaluator = evaluator_for(model)
-    saved = model.top_k_classes, model.merge_threshold
-    results: dict[tuple[int, float], float] = {}
+    names = list(grid)
+    saved = tuple(getattr(model, name) for name in names)
+    results: dict[tuple, float] = {}
     try:
-        for k, threshold in itertools.product(ks, thresholds):
-            if k > model.num_classes:
+        for combination in itertools.product(*grid.values()):
+            if dict(zip(names, combination)).get("top_k_classes", 1) > model.num_classes:
                 continue
-            model.top_k_classes, model.merge_threshold = k, threshold
-            results[(k, threshold)] = score(model, views, targets, evaluator)[key]
+            for name, value in zip(names, combination):
+                setattr(model, name, value)
+            results[combination] = score(model, views, targets, evaluator)[key]
     finally:
-        model.top_k_classes, model.merge_threshold = saved
-    middle = sorted(thresholds)[len(thresholds) // 2]
-    best = max(results, key=lambda pair: (round(results[pair], 6), -pair[0], -abs(pair[1] - middle)))
+        for name, value in zip(names, saved):
+            setattr(model, name, value)
+
+    def steps_from_config(combination: tuple) -> int:
+        return sum(abs(_grid_index(v, values) - _grid_index(own, values)) for v, values, own in
+                   zip(combination, grid.values(), saved))  # fmt: skip
+
+    best = max(results, key=lambda c: (round(results[c], 6), -steps_from_config(c)))
     return results, best
 
 
-def tune(
-    model: OverFeat, data: Path, *, split: str = "val", ks: Sequence[int] = TUNE_KS, thresholds: Sequence[float] = TUNE_THRESHOLDS,
-    limit: int | None = None,
-) -> dict:
-    """``top_k_classes`` and ``merge_threshold`` scored on ``split`` of the shapes root ``data``:
-    ``{metric, split, grid: {thresholds: [...], "k<k>": [value per threshold]}, top_k_classes,
+def _grid_index(value: float, values: Sequence[float]) -> int:
+    """The index in ``sorted(values)`` of the value nearest ``value``."""
+    ordered = sorted(values)
+    return min(range(len(ordered)), key=lambda i: abs(ordered[i] - value))
+
+
+def tune_axes(model: OverFeat) -> dict[str, Sequence[float]]:
+    """What ``tune`` chooses: in localization mode the classification rule picks the class, so
+    ``top_k_classes`` cannot change a top-1 guess and the windows kept per view
+    (``pre_merge_top_n``) are tuned instead; in detection mode ``top_k_classes``. Both with the
+    merge threshold."""
+    first = {"pre_merge_top_n": TUNE_TOP_NS} if model.mode == "localization" else {"top_k_classes": TUNE_KS}
+    return {**first, "merge_threshold": TUNE_THRESHOLDS}
+
+
+def tune(model: OverFeat, data: Path, *, split: str = "val", limit: int | None = None) -> dict:
+    """``tune_axes(model)`` scored on ``split`` of the shapes root ``data``: ``{metric, split,
+    grid: {merge_threshold: [...], "<setting>_<value>": [metric per threshold]}, <setting>,
     merge_threshold, value}``."""
     views, targets = cache_views(model, split_reader(data, split), limit)
-    results, best = tune_grid(model, views, targets, ks, thresholds)
-    kept = sorted({t for _, t in results})
-    grid: dict[str, list] = {"thresholds": kept}  # a row per k, a column per threshold (keys without dots)
-    for k in sorted({k for k, _ in results}):
-        grid[f"k{k}"] = [round(results[(k, t)], 4) for t in kept]
+    axes = tune_axes(model)
+    results, best = tune_grid(model, views, targets, axes)
+    setting = next(iter(axes))
+    thresholds = sorted({t for _, t in results})
+    table: dict[str, list] = {"merge_threshold": thresholds}  # a row per setting value (keys without dots)
+    for value in sorted({v for v, _ in results}):
+        table[f"{setting}_{value}"] = [round(results[(value, t)], 4) for t in thresholds]
     metric = "cls_loc_accuracy" if model.mode == "localization" else "map_50"
-    return {"metric": metric, "split": split, "grid": grid, "top_k_classes": best[0], "merge_threshold": best[1],
+    return {"metric": metric, "split": split, "grid": table, setting: best[0], "merge_threshold": best[1],
             "value": round(results[best], 4)}  # fmt: skip
 
 

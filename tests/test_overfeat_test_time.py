@@ -130,7 +130,17 @@ def test_tune_scores_every_pair_on_cached_views_and_restores_the_model(shapes_si
     assert bench.view_keys(model) == [(64, False), (64, True), (96, False), (96, True)]
     one = bench.score(model, views, targets, evaluator, keep=[(64, False)])
     assert set(one) >= {"cls_loc_accuracy", "cls_accuracy"}
-    results, best = bench.tune_grid(model, views, targets, ks=[1, 2, 9], thresholds=[0.3, 0.9])
-    assert set(results) == {(1, 0.3), (1, 0.9), (2, 0.3), (2, 0.9)}  # k > C is skipped
+    grid = {"top_k_classes": [1, 2, 9], "merge_threshold": [0.3, 0.9], "pre_merge_top_n": [1, 50]}
+    results, best = bench.tune_grid(model, views, targets, grid)
+    assert set(results) == {(k, t, n) for k in (1, 2) for t in (0.3, 0.9) for n in (1, 50)}  # k > C is skipped
     assert results[best] == max(results.values())
-    assert (model.top_k_classes, model.merge_threshold) == (2, 0.6)  # the model's own settings are back
+    settings = (model.top_k_classes, model.merge_threshold, model.pre_merge_top_n)
+    assert settings == (2, 0.6, 50)  # the model's own settings are back
+
+
+def test_tune_grid_breaks_ties_towards_the_models_own_settings(monkeypatch):
+    model = _model()  # top_k_classes 2, merge_threshold 0.6
+    monkeypatch.setattr(overfeat_localization, "score", lambda *args, **kwargs: {"cls_loc_accuracy": 0.5})
+    grid = {"top_k_classes": [1, 2, 3], "merge_threshold": [0.2, 0.6, 1.5]}
+    results, best = overfeat_localization.tune_grid(model, [], [], grid)
+    assert len(results) == 9 and best == (2, 0.6)

@@ -43,8 +43,9 @@ are kept; of their union over views, the best ``max_merge_candidates`` per class
 kept: detection mode, per view the ``top_k_classes`` with the highest spatial max (paper
 4.3 (a)); localization mode, the ``top_k_classes`` of the classification rule, and a merged box
 then scores ``class_scores[c] * merged / best merged of c``, so the top-1 guess is the best box of
-the class the classification rule picks. ``top_k_classes`` and ``merge_threshold`` are chosen on
-the validation split (``benchmarks/overfeat_localization.py`'s `tune_grid``).
+the class the classification rule picks. ``merge_threshold`` with ``top_k_classes`` (detection)
+or ``pre_merge_top_n`` (localization) are chosen on the validation split
+(``benchmarks/overfeat_localization.py``'s ``tune``).
 
 Candidate caps. The paper merges every position's box of the top-k classes of each scale; our
 merge is quadratic in its input (``detection.overfeat.merge``), and an untrained or unsure model
