@@ -5,15 +5,19 @@ The data flow:
 1. normalise with ImageNet statistics and pad right/bottom to a multiple of the coarsest
    stride (so every map has an exact size; padding at the far side moves no pixel centre);
 2. ``backbone``: taps at strides 8, 16 and 32 (VGG-16: pool3, pool4, pool5);
-3. ``head``: the classifier's fully connected layers as convolutions (VGG-16's fc6/fc7 with
-   their weights when the backbone has them; a ``k x k`` conv + 1x1 conv for other backbones);
+3. ``head``: the classifier's fully connected layers as convolutions (VGG-16's fc6/fc7, 7x7 and
+   4096 channels, with their weights when the backbone has them; for other backbones a ``k x k``
+   conv + 1x1 conv sized for the backbone: by default 3x3 and ``min(C, 512)`` channels for a
+   ``C``-channel stride-32 map, since no pretrained fc layers justify VGG's 100M-parameter head);
 4. ``score``: 1x1 convolutions to ``K = num_classes + 1`` class scores (background is 0);
 5. 16s / 8s: upsample the coarse scores 2x (transposed conv, bilinear init), crop them onto the
    grid of the pool4 (then pool3) scores, and add (the skip connections);
 6. upsample to the input grid, crop to ``H x W``.
 
 Every crop comes from the traced layer geometry (``segmentation/geometry.py``), not from
-offsets copied from the Caffe model. The skip score layers start at zero, so an FCN-16s
+offsets copied from the Caffe model. Where a backbone's geometry admits no exact crop (ValidCNN's
+unpadded convolutions), the upsampled map is resampled bilinearly onto the finer grid's pixel
+centres instead (``segmentation/upsample.py``, :class:`~segmentation.upsample.Resample`). The skip score layers start at zero, so an FCN-16s
 initialised from an FCN-32s starts out predicting exactly what the 32s did (paper, sec. 4.2).
 
 Shape letters: ``N`` images, ``K`` classes with background, ``H, W`` the input size.
@@ -37,11 +41,19 @@ from datasets.palette import VOID_INDEX
 from detection.backbones.base import Backbone
 from detection.transform import IMAGENET_MEAN, IMAGENET_STD
 from segmentation.geometry import INPUT, Geometry, trace
-from segmentation.upsample import aligned_upsampler
+from segmentation.upsample import upsampler_onto
 
 SKIP_STRIDES = {"32s": (), "16s": (16,), "8s": (16, 8)}  # the score maps fused into the stride-32 scores
 COARSEST_STRIDE = 32
 VGG_FC6_PADDING = 3  # keeps the pool5 grid (7x7 kernel)
+HEAD_KERNEL = 3  # fc6 of a backbone without fc weights: a 3x3 window on the stride-32 map
+MAX_HEAD_CHANNELS = 512  # fc6/fc7 width of such a backbone: its own channels, at most this
+
+
+def default_head_size(in_channels: int, channels: int | None, kernel_size: int | None) -> tuple[int, int]:
+    """fc6/fc7 ``(channels, kernel)`` for a ``in_channels``-channel stride-32 map; ``None`` picks the default."""
+    channels = min(in_channels, MAX_HEAD_CHANNELS) if channels is None else channels
+    return channels, HEAD_KERNEL if kernel_size is None else kernel_size
 
 
 def first_tap_at(backbone: Backbone, stride: int) -> str:
@@ -86,11 +98,10 @@ def pad_batch(images: list[Tensor], masks: list[Tensor]) -> tuple[Tensor, Tensor
     return torch.stack(padded_images), torch.stack(padded_masks)
 
 
-def crop(x: Tensor, top_left: int, height: int, width: int) -> Tensor:
-    """``Tensor[N, K, h, w] -> Tensor[N, K, height, width]`` starting at ``(top_left, top_left)``."""
-    if x.shape[-2] < top_left + height or x.shape[-1] < top_left + width:
-        raise RuntimeError(f"map {tuple(x.shape[-2:])} too small for a {height}x{width} crop at {top_left}")
-    return x[..., top_left : top_left + height, top_left : top_left + width]
+def padded_size(size: int, minimum: int = 0) -> int:
+    """``size`` padded up to a multiple of the coarsest stride, and to at least ``minimum``."""
+    size = max(size, minimum)
+    return size + -size % COARSEST_STRIDE
 
 
 class FCN(nn.Module):
@@ -99,8 +110,9 @@ class FCN(nn.Module):
         num_classes: foreground classes, as for the detectors; logits have ``num_classes + 1``
             channels with background at 0.
         variant: ``32s``, ``16s`` or ``8s``.
-        head_channels, head_kernel, dropout: the fc6/fc7 convolutions of a non-VGG backbone
-            (VGG-16 uses its own 7x7 / 4096 fc layers and their weights).
+        head_channels, head_kernel, dropout: the fc6/fc7 convolutions of a non-VGG backbone;
+            ``None`` sizes them for the backbone (3x3, ``min(channels, 512)``). VGG-16 uses its
+            own 7x7 / 4096 fc layers and their weights and ignores these.
     """
 
     task = "semantic"  # predicts class maps: batch inference writes masks/, evaluation uses ConfusionMatrix
@@ -111,8 +123,8 @@ class FCN(nn.Module):
         backbone: Backbone,
         num_classes: int,
         variant: Literal["32s", "16s", "8s"] = "8s",
-        head_channels: int = 4096,
-        head_kernel: int = 7,
+        head_channels: int | None = None,
+        head_kernel: int | None = None,
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
@@ -135,24 +147,27 @@ class FCN(nn.Module):
         if hasattr(backbone, "fc_as_conv"):  # VGG-16: fc6/fc7 (and their ImageNet weights) as convolutions
             self.head = backbone.fc_as_conv(padding=VGG_FC6_PADDING)
         else:
-            self.head = conv_head(backbone.channels[self.coarse_tap], head_channels, head_kernel, dropout)
+            in_channels = backbone.channels[self.coarse_tap]
+            self.head = conv_head(in_channels, *default_head_size(in_channels, head_channels, head_kernel), dropout)
         head_out = [m for m in self.head.modules() if isinstance(m, nn.Conv2d)][-1].out_channels
         score_geometry = trace(self.head, geometry[self.coarse_tap])
         self.score = nn.Conv2d(head_out, classes, 1)  # score_fr
 
         self.skip_scores = nn.ModuleList()  # score_pool4, score_pool3
         self.skip_upsamplers = nn.ModuleList()  # upscore2, upscore_pool4
-        self.skip_crops: list[int] = []
+        self.skip_aligners = nn.ModuleList()  # score_pool4c, score_pool3c: a Crop, or a Resample where no crop is exact
         for tap in self.skip_taps:
             score = nn.Conv2d(backbone.channels[tap], classes, 1)
             nn.init.zeros_(score.weight)
             nn.init.zeros_(score.bias)
-            upsampler, offset = aligned_upsampler(classes, score_geometry, geometry[tap])
+            upsampler, aligner = upsampler_onto(classes, score_geometry, geometry[tap])
             self.skip_scores.append(score)
             self.skip_upsamplers.append(upsampler)
-            self.skip_crops.append(offset)
+            self.skip_aligners.append(aligner)
             score_geometry = geometry[tap]
-        self.final_upsampler, self.final_crop = aligned_upsampler(classes, score_geometry, INPUT)
+        self.final_upsampler, self.final_aligner = upsampler_onto(classes, score_geometry, INPUT)
+        # ValidCNN-like backbones shrink the map at every convolution: pad small inputs up to one stride-32 cell
+        self.min_input = backbone.input_size(self.coarse_tap, 1) if hasattr(backbone, "input_size") else 0
 
     def _tap_geometry(self, backbone: Backbone) -> dict[str, Geometry]:
         geometry, out = INPUT, {}
@@ -175,10 +190,10 @@ class FCN(nn.Module):
             raise ValueError(f"FCN expects images Tensor[N, 3, H, W], got {tuple(images.shape)}")
         height, width = images.shape[-2:]
         x = (images - self.mean) / self.std
-        x = F.pad(x, (0, -width % COARSEST_STRIDE, 0, -height % COARSEST_STRIDE))
+        x = F.pad(x, (0, padded_size(width, self.min_input) - width, 0, padded_size(height, self.min_input) - height))
         features = self.backbone(x)
         scores = self.score(self.head(features[self.coarse_tap]))  # stride 32
-        for tap, skip_score, upsampler, offset in zip(self.skip_taps, self.skip_scores, self.skip_upsamplers, self.skip_crops):
+        for tap, skip_score, upsampler, align in zip(self.skip_taps, self.skip_scores, self.skip_upsamplers, self.skip_aligners):
             skip = skip_score(features[tap])  # stride 16, then 8
-            scores = crop(upsampler(scores), offset, *skip.shape[-2:]) + skip
-        return crop(self.final_upsampler(scores), self.final_crop, height, width)
+            scores = align(upsampler(scores), *skip.shape[-2:]) + skip
+        return self.final_aligner(self.final_upsampler(scores), height, width)

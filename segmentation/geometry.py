@@ -8,7 +8,11 @@ for kernel ``k``, stride ``s``, padding ``p``, dilation ``d``:
   ``s j - p + d (k - 1) / 2``, so ``offset += stride (d (k - 1) / 2 - p)`` and ``stride *= s``;
 - transposed convolution: output ``j`` is centred between inputs at index
   ``(j + p - (k - 1) / 2) / s``, so ``offset += stride (p - (k - 1) / 2) / s`` and ``stride /= s``;
-- element-wise layers (BatchNorm, activations, dropout) keep it.
+- element-wise layers (BatchNorm, activations, dropout) keep it;
+- TensorFlow "SAME" convolutions (EfficientNet-Lite's ``SameConv2d``) pad at run time,
+  ``k - s`` pixels in all when the input size is a multiple of ``s``, the smaller half
+  ``(k - s) // 2`` at the top/left. FCN pads its input to a multiple of 32, so every strided
+  convolution sees such a size and the traced padding is exact.
 
 FCN aligns two maps of equal stride by cropping the one that starts earlier by
 ``(offset_target - offset_source) / stride`` pixels: the crop is *computed* from the layers
@@ -21,6 +25,8 @@ from dataclasses import dataclass
 
 from torch import nn
 from torchvision.ops.misc import SqueezeExcitation
+
+from detection.backbones.efficientnet import SameConv2d
 
 # Shortcut branches of residual blocks: they share the main path's geometry by construction.
 SIDE_BRANCHES = frozenset({"downsample"})
@@ -56,6 +62,8 @@ def trace(module: nn.Module, geometry: Geometry = INPUT) -> Geometry:
         return geometry.transposed(k, s, p)
     if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
         k, s, p = (_square(getattr(module, a), a, module) for a in ("kernel_size", "stride", "padding"))
+        if isinstance(module, SameConv2d):  # run-time padding on an input that is a multiple of s
+            p = max(k - s, 0) // 2
         dilation = _square(getattr(module, "dilation", 1), "dilation", module)
         return geometry.conv(k, s or k, p, dilation)
     if isinstance(module, SqueezeExcitation):  # channel re-weighting: the map is unchanged

@@ -116,7 +116,8 @@ def test_skip_fusion_shapes():
     scores = model.score(model.head(features[model.coarse_tap]))
     assert scores.shape == (1, 3, 2, 3)  # stride 32
     shapes = []
-    for tap, skip_score, upsampler, offset in zip(model.skip_taps, model.skip_scores, model.skip_upsamplers, model.skip_crops):
+    for tap, skip_score, upsampler, aligner in zip(model.skip_taps, model.skip_scores, model.skip_upsamplers, model.skip_aligners):
+        offset = aligner.offset
         skip = skip_score(features[tap])
         up = upsampler(scores)
         assert up.shape[-2] >= offset + skip.shape[-2] and up.shape[-1] >= offset + skip.shape[-1]
