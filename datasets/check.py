@@ -9,6 +9,11 @@ instance heads, which train with ``with_masks``), and the summary counts the mas
 A COCO check can keep a subset of the categories (``categories``), as training reads it.
 A COCO file's broken entries (unknown image or category ids, missing fields) are all listed,
 and the rest of the file is still checked.
+
+Semantic masks (:func:`check_semantic`: mask folders, VOC ``SegmentationClass``): every image
+and mask is read; every mask whose size differs from its image and every value that is neither
+a class nor void is listed, and the summary counts the images showing each class.
+:func:`check_datamodule` checks the splits a config's data module reads, for every format.
 """
 
 from collections import Counter
@@ -18,8 +23,9 @@ from pathlib import Path
 
 from datasets.coco import COCODetection, index_coco, read_instances, structural_problems
 from datasets.errors import DatasetError, Problem
+from datasets.mask_folder import MaskFolderSegmentation
 from datasets.safe_io import decode_image
-from datasets.voc import VOCDetection
+from datasets.voc import VOCDetection, VOCSegmentation
 
 
 @dataclass
@@ -31,6 +37,7 @@ class DatasetReport:
     empty_images: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     masks_per_class: Counter | None = None  # None: instance masks were not read (no ``with_masks``)
+    images_per_class: Counter | None = None  # semantic masks: the images whose mask shows each class
 
     @property
     def errors(self) -> list[Problem]:
@@ -42,6 +49,13 @@ class DatasetReport:
 
     def summary(self) -> str:
         lines = [f"dataset: {self.name}", f"images: {self.images}", f"classes (labels 1..{len(self.classes)}): {self.classes}"]
+        if self.images_per_class is not None:
+            lines.append("semantic masks: images showing each class:")
+            width = max((len(c) for c in self.classes), default=0)
+            lines += [f"  {name:<{width}}  {self.images_per_class[name]}" for name in self.classes]
+            lines.append(f"problems: {len(self.errors)} errors, {len(self.warnings)} warnings")
+            lines += [f"  {p}" for p in self.problems]
+            return "\n".join(lines)
         lines.append("boxes per class:")
         width = max((len(c) for c in self.boxes_per_class), default=0)
         lines += [f"  {name:<{width}}  {count}" for name, count in sorted(self.boxes_per_class.items())]
@@ -126,4 +140,66 @@ def check_coco(
         return DatasetReport(name=name, problems=[*structural, Problem(error.path, error.problem)])
     report = _check(dataset, name)
     report.problems[:0] = structural
+    return report
+
+
+def check_semantic(dataset: MaskFolderSegmentation | VOCSegmentation, name: str) -> DatasetReport:
+    """Read every image and semantic mask of ``dataset`` as its ``load`` does, listing every problem.
+
+    A mask folder lists all of a sample's problems (size and values) and warns about masks without
+    an image; a VOC ``SegmentationClass`` reader reports the first problem of each sample.
+    """
+    report = DatasetReport(name=name, classes=list(dataset.classes), images_per_class=Counter())
+    for index in range(len(dataset)):
+        report.images += 1
+        if isinstance(dataset, MaskFolderSegmentation):
+            problems, labels = dataset.check(index)
+        else:
+            try:
+                _, target = dataset.load(index)
+            except DatasetError as error:
+                problems, labels = [Problem(error.path, error.problem)], None
+            else:
+                problems, labels = [], [v for v in set(target["semantic"].ravel().tolist()) if 0 < v <= len(dataset.classes)]
+        report.problems += problems
+        if labels is not None:
+            report.images_per_class.update(dataset.classes[int(label) - 1] for label in labels if label > 0)
+    if isinstance(dataset, MaskFolderSegmentation):
+        report.problems += [Problem(str(path), "mask without an image", "warning") for path in dataset.orphan_masks()]
+    return report
+
+
+def check_datamodule(datamodule, stage: str) -> DatasetReport:
+    """Check split ``stage`` (``train``, ``val`` or ``test``) of a ``DetectionDataModule`` as it reads it:
+    its format, roots, classes, task and ``with_masks``. Every root of a concatenated training split."""
+    split = datamodule.splits[stage]
+    semantic = datamodule.task == "semantic"
+    if datamodule.format == "coco":  # the file checks (structure, every entry) come with check_coco
+        root = datamodule.roots[0]
+        classes = datamodule._categories
+        return check_coco(
+            root / "annotations" / f"instances_{split}.json", root / split, with_masks=datamodule.with_masks or semantic,
+            categories=classes,
+        )  # fmt: skip
+    name = f"{datamodule.format} {datamodule.roots[0]} [{split}]"
+    if datamodule.format == "shapes" and not (datamodule.roots[0] / "classes.txt").is_file():  # never generate it here
+        return DatasetReport(name=name, problems=[Problem(str(datamodule.roots[0]), "generated shapes root is missing (training writes it)")])
+    try:
+        reader = datamodule.unaugmented(stage)
+    except DatasetError as error:
+        return DatasetReport(name=name, problems=[Problem(error.path, error.problem)])
+    readers = list(reader.datasets) if hasattr(reader, "datasets") else [reader]
+    reports = []
+    for part in readers:
+        name = f"{datamodule.format} {getattr(part, 'root', datamodule.roots[0])} [{split}]"
+        reports.append(check_semantic(part, name) if semantic else _check(part, name))
+    report = reports[0]
+    for other in reports[1:]:  # VOC07+12: one report over every root
+        report.name += f" + {other.name}"
+        report.images += other.images
+        report.boxes_per_class.update(other.boxes_per_class)
+        report.empty_images += other.empty_images
+        report.problems += other.problems
+        if report.masks_per_class is not None:
+            report.masks_per_class.update(other.masks_per_class)
     return report

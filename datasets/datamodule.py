@@ -7,6 +7,7 @@
 | `shapes` | ``data/shapes`` (generated if missing) | ``VOC/ImageSets/{Main,Segmentation}/<split>.txt`` |
 | `voc`    | a VOC year dir (``VOCdevkit/VOC2007``), or a list of them: training concatenates all (VOC07+12), val/test read the first | ``ImageSets/Main/<split>.txt`` |
 | `coco`   | ``data/coco`` with ``annotations/instances_<split>.json`` and ``<split>/`` images | e.g. ``train2017`` / ``val2017`` |
+| `mask_folder` | images + class-index mask PNGs (``task="semantic"`` only): Roboflow's ``<split>/<name>.jpg`` + ``<name>_mask.png``, or mmsegmentation's ``img_dir/<split>``, ``ann_dir/<split>`` (``mask_folder`` options, ``datasets/mask_folder.py``) | the split folders, e.g. ``train`` / ``valid`` |
 
 Every task yields ``(list[Tensor[3, H, W]], list[target])`` batches (``collate_detection``);
 ``task="semantic"`` reads semantic masks into ``target["semantic"]`` (``VOCSegmentation`` for
@@ -27,7 +28,7 @@ the worker's torch seed; without it, forked workers would repeat the same augmen
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -38,6 +39,7 @@ from datasets.base import BadImageLog, DetectionDataset
 from datasets.coco import COCODetection, category_ids
 from datasets.collate import collate_detection
 from datasets.errors import DatasetError
+from datasets.mask_folder import MaskFolderOptions, MaskFolderSegmentation
 from datasets.shapes import SHAPE_CLASSES
 from datasets.shapes_writer import write_shapes
 from datasets.transforms import BoxMaskTransform, flip_transforms, train_transforms
@@ -84,7 +86,7 @@ class DetectionDataModule(L.LightningDataModule):
     """Train/val/test loaders for one dataset; see the module docstring for ``format`` and ``task``.
 
     Args (keyword-only, LightningCLI ``init_args``):
-        format: ``"shapes"``, ``"voc"`` or ``"coco"``: the reader and the layout of ``root``.
+        format: ``"shapes"``, ``"voc"``, ``"coco"`` or ``"mask_folder"``: the reader and the layout of ``root``.
         root: the dataset root, or a list of roots whose training splits are concatenated
             (VOC07+12: ``[VOC2007, VOC2012]``); validation and test read the first root.
         task: ``"detection"`` (boxes, optional instance masks) or ``"semantic"`` (semantic masks:
@@ -98,6 +100,11 @@ class DetectionDataModule(L.LightningDataModule):
             For COCO a list keeps that subset of the categories (``[person]``; ids such as ``[1]``
             work too) and must follow their id order, as the labels do; every split reads the
             same subset (``COCODetection(categories=...)``).
+        mask_folder: ``format="mask_folder"``'s options (``datasets.mask_folder.MaskFolderOptions``):
+            ``layout`` (``roboflow`` or ``mmseg``), ``images``/``masks`` folders (``{split}`` is
+            replaced), ``image_suffix``/``mask_suffix``, ``classes_file``, ``void_index``,
+            ``reduce_zero_label``, ``label_offset``. Its classes come from ``classes``, else the
+            class file (Roboflow's ``_classes.csv`` of the training split by default).
         with_masks: detection targets also carry ``masks [K, H, W]`` (and ``semantic``).
         image_set: VOC layouts' ``ImageSets`` folder for the splits: ``Main``, or ``Segmentation``
             (VOC's images with ``SegmentationObject`` masks, for instance heads).
@@ -124,7 +131,7 @@ class DetectionDataModule(L.LightningDataModule):
     def __init__(
         self,
         *,
-        format: Literal["shapes", "voc", "coco"],
+        format: Literal["shapes", "voc", "coco", "mask_folder"],
         root: str | list[str],
         task: Literal["detection", "semantic"] = "detection",
         train_split: str = "train",
@@ -145,8 +152,14 @@ class DetectionDataModule(L.LightningDataModule):
         shapes_sizes: dict[str, int] | None = None,
         max_bad_fraction: float = 0.01,
         bad_images_file: str | None = None,
+        mask_folder: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if format == "mask_folder" and task != "semantic":
+            raise ValueError('format="mask_folder" holds semantic masks: set task: semantic')
+        if mask_folder is not None and format != "mask_folder":
+            raise ValueError(f'mask_folder options are for format="mask_folder", not {format!r}')
+        self.mask_folder = MaskFolderOptions.from_dict(mask_folder)
         if augment == "flip" and crop_size is not None:
             raise ValueError('augment="flip" keeps image sizes; it cannot be combined with crop_size')
         # Not `classes`: the model stores the class names, and Lightning refuses to log a data
@@ -181,6 +194,8 @@ class DetectionDataModule(L.LightningDataModule):
     def classes(self) -> list[str]:
         if self._classes is None and self.format == "coco":  # known once the annotation file is read
             self.setup("fit")
+        if self._classes is None and self.format == "mask_folder":  # from the training split's class file
+            self._classes = self._build("train", self.roots[0], augment=False).classes
         if self._classes is None:
             self._classes = self._voc_classes()
         return list(self._classes)
@@ -231,6 +246,11 @@ class DetectionDataModule(L.LightningDataModule):
                 raise DatasetError(
                     ann_file, f"categories {dataset.classes} (in id order) differ from classes={list(self._classes)}"
                 )
+            self._classes = dataset.classes
+            return dataset
+        if self.format == "mask_folder":  # every split reads the training split's classes
+            classes = self._classes if stage == "train" else self.classes
+            dataset = MaskFolderSegmentation(root, split, options=self.mask_folder, classes=classes, transforms=transforms)
             self._classes = dataset.classes
             return dataset
         voc_root = root / "VOC" if self.format == "shapes" else root
