@@ -255,7 +255,7 @@ class MaskFolderSegmentation(DetectionDataset):
 
     def check(self, index: int) -> tuple[list[Problem], np.ndarray | None]:
         """Every problem of sample ``index`` (image and mask both read, as ``load`` reads them), and the
-        labels present in its mask (``None`` when the mask could not be read)."""
+        foreground labels present in its mask (``None`` when the mask could not be read)."""
         problems: list[Problem] = []
         try:
             image, decode_problems = decode_image(self.image_path(index))
@@ -271,4 +271,4 @@ class MaskFolderSegmentation(DetectionDataset):
             return [*problems, Problem(error.path, error.problem)], None
         problems += self.mask_problems(mask_path, mask, mask.shape if size is None else size)
         labels = np.unique(self.table[np.unique(mask)])
-        return problems, labels[(labels != UNMAPPED) & (labels != VOID_INDEX)]
+        return problems, labels[(labels > 0) & (labels != VOID_INDEX)]

@@ -73,7 +73,7 @@ def mask_options(pairs: list[str]) -> MaskFolderOptions:
     return MaskFolderOptions.from_dict(options)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path, help="a training config: check the data its `data` block reads")
@@ -103,7 +103,7 @@ def main() -> int:
         help="a mask folder option (repeatable): layout, images, masks, image_suffix, mask_suffix, classes_file, "
         "void_index, reduce_zero_label, label_offset, exclude",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     classes = [name.strip() for name in args.classes.split(",")] if args.classes else None
     try:
