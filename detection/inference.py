@@ -159,9 +159,9 @@ def instance_map(masks: Tensor, scores: Tensor) -> Tensor:
     masks = masks[:, 0] if masks.dim() == 4 else masks  # [K, 1, H, W] -> [K, H, W]
     binary = masks >= MASK_THRESHOLD if masks.is_floating_point() else masks != 0
     order = scores.argsort(descending=True, stable=True)[: VOID_INDEX - 1]
-    out = torch.zeros(masks.shape[-2:], dtype=torch.uint8)
+    out = torch.zeros(masks.shape[-2:], dtype=torch.uint8, device=masks.device)
     for rank in reversed(range(len(order))):  # lowest score first, so higher scores paint over it
-        out[binary[order[rank]].cpu()] = rank + 1
+        out[binary[order[rank]]] = rank + 1
     return out
 
 

@@ -185,7 +185,7 @@ class MNC(nn.Module):
         """Stage 3's boxes for stages 4 and 5: each RoI regressed with its best foreground class's deltas."""
         best = class_logits[:, 1:].argmax(1) + 1  # [R]
         per_class = box_deltas.view(len(best), box_deltas.shape[1] // 4, 4)  # [R, 4 (C + 1)] -> [R, C + 1, 4]
-        deltas = per_class[torch.arange(len(best)), best]  # [R, 4]
+        deltas = per_class[torch.arange(len(best), device=best.device), best]  # [R, 4]
         decoded = self.box_coder.decode_single(deltas, torch.cat(boxes))
         per_image = decoded.split([len(b) for b in boxes])
         return [clip_boxes_to_image(b, size) for b, size in zip(per_image, image_sizes)]

@@ -206,7 +206,7 @@ class RCNN(nn.Module):
             region_labels, _, _ = label_regions(regions, gt_boxes, target["labels"].to(regions.device), fg_iou=self.fg_iou)
             boxes.append(regions)
             labels.append(region_labels)
-        owners = torch.cat([torch.full((len(b),), i, dtype=torch.int64) for i, b in enumerate(boxes)])
+        owners = torch.cat([torch.full((len(b),), i, dtype=torch.int64, device=b.device) for i, b in enumerate(boxes)])
         flat_boxes, flat_labels = torch.cat(boxes), torch.cat(labels)
         chosen = sample_regions(flat_labels, batch_size=self.crops_per_batch, fg_fraction=self.fg_fraction)
         if chosen.numel() == 0:  # no region at all in the batch: a zero loss that still reaches every parameter

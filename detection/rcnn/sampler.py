@@ -65,11 +65,13 @@ def sample_regions(
     fg_fraction: float = FG_FRACTION,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """``labels [R]`` (0 = background) -> indices ``[B]`` of the regions of one mini-batch.
+    """``labels [R]`` (0 = background) -> indices ``[B]`` of the regions of one mini-batch, on ``labels``' device.
 
     ``round(B * fg_fraction)`` positives and the rest background. When there is no positive at
     all, the whole batch is background (and vice versa); with no region, the batch is empty.
+    The draw runs on the CPU (``generator`` is a CPU generator), so it is the same on every device.
     """
+    device = labels.device
     labels = labels.cpu()
     fg = torch.nonzero(labels > 0).flatten()
     bg = torch.nonzero(labels == 0).flatten()
@@ -77,4 +79,4 @@ def sample_regions(
     if bg.numel() == 0 and fg.numel():
         num_fg = batch_size
     chosen = torch.cat([_draw(fg, num_fg, generator), _draw(bg, batch_size - num_fg, generator)])
-    return chosen
+    return chosen.to(device)
