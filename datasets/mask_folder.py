@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import yaml
 
 from datasets.base import DetectionDataset, Target, Transforms
 from datasets.errors import DatasetError, Problem
@@ -100,6 +101,17 @@ class MaskFolderOptions:
         if unknown:
             raise ValueError(f"unknown mask folder option(s) {unknown}; known: {sorted(known)}")
         return cls(**options)
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[str]) -> "MaskFolderOptions":
+        """From command-line ``KEY=VALUE`` strings (values read as YAML: ``true``, ``255``, ``[a, b]``)."""
+        options = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise ValueError(f"a mask folder option is KEY=VALUE, got {pair!r}")
+            options[key.strip()] = yaml.safe_load(value)
+        return cls.from_dict(options)
 
     def resolved(self, key: str) -> str:
         """``images``, ``masks``, ``image_suffix`` or ``mask_suffix``: as given, else the layout's."""

@@ -1,4 +1,5 @@
-"""Which dataset split a command reads, as values: a VOC layout, a COCO file or the generated shapes.
+"""Which dataset split a command reads, as values: a VOC layout, a COCO file, the generated shapes or a
+semantic mask folder (``datasets/mask_folder.py``).
 
 ``SplitSource`` names the files (``scripts/evaluate.py`` and ``scripts/predict.py`` build it from
 their arguments); ``open_split`` turns it into the reader the training data module would build
@@ -11,6 +12,7 @@ from typing import Literal
 
 from datasets.base import DetectionDataset
 from datasets.coco import COCODetection
+from datasets.mask_folder import MaskFolderOptions, MaskFolderSegmentation
 from datasets.shapes import SHAPE_CLASSES
 from datasets.voc import VOC_CLASSES, VOCDetection, VOCSegmentation
 
@@ -19,10 +21,11 @@ Task = Literal["detection", "semantic"]
 
 @dataclass(frozen=True)
 class SplitSource:
-    """Exactly one of ``voc`` (a VOC year directory), ``coco_ann`` (with ``images``, its image folder)
-    or ``shapes`` (a generated shapes root, read through its VOC layout). ``split`` and
-    ``image_set`` pick a VOC/shapes split; ``classes`` names a VOC layout's classes, or the COCO
-    categories kept (names or ids; ``COCODetection(categories=...)``)."""
+    """Exactly one of ``voc`` (a VOC year directory), ``coco_ann`` (with ``images``, its image folder),
+    ``shapes`` (a generated shapes root, read through its VOC layout) or ``mask_folder`` (a semantic
+    mask folder root, laid out and valued as ``mask_options`` say). ``split`` and ``image_set``
+    pick a VOC/shapes split (``split``: a mask folder's too); ``classes`` names a VOC layout's or a
+    mask folder's classes, or the COCO categories kept (names or ids; ``COCODetection(categories=...)``)."""
 
     voc: Path | None = None
     coco_ann: Path | None = None
@@ -31,17 +34,19 @@ class SplitSource:
     split: str = "val"
     image_set: str = "Main"
     classes: tuple[str, ...] | None = None
+    mask_folder: Path | None = None
+    mask_options: MaskFolderOptions = MaskFolderOptions()
 
     def __post_init__(self) -> None:
-        given = [name for name in ("voc", "coco_ann", "shapes") if getattr(self, name) is not None]
+        given = [name for name in ("voc", "coco_ann", "shapes", "mask_folder") if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of voc, coco_ann or shapes, got {given or 'none'}")
+            raise ValueError(f"give exactly one of voc, coco_ann, shapes or mask_folder, got {given or 'none'}")
 
     def describe(self) -> str:
         """What was scored, for reports: ``` `file` ``` for COCO, ``` `root` split `name` ``` for VOC layouts."""
         if self.coco_ann is not None:
             return f"`{self.coco_ann}`" + (f" (images `{self.images}`)" if self.images is not None else "")
-        return f"`{self.voc or self.shapes}` split `{self.split}`"
+        return f"`{self.voc or self.shapes or self.mask_folder}` split `{self.split}`"
 
 
 @dataclass
@@ -74,6 +79,12 @@ def open_split(source: SplitSource, *, task: Task, with_masks: bool = False, cla
                                with_semantic=task == "semantic")  # fmt: skip
         return Split(reader=reader, images_root=source.images.resolve(), source=source.coco_ann,
                      label_to_category_id=reader.label_to_category_id)  # fmt: skip
+    if source.mask_folder is not None:
+        if task != "semantic":
+            raise ValueError(f"{source.mask_folder} is a semantic mask folder: it has no boxes for a {task} model")
+        names = list(source.classes) if source.classes else classes  # else the folder's class file
+        reader = MaskFolderSegmentation(source.mask_folder, source.split, options=source.mask_options, classes=names)
+        return Split(reader=reader, images_root=reader.image_dir.resolve(), source=source.mask_folder, label_to_category_id=None)
     root, names = _voc_root_and_classes(source, classes)
     if task == "semantic":
         reader = VOCSegmentation(root, source.split, classes=names)

@@ -47,13 +47,19 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, batch_size: int) -> No
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    """One of ``--voc``, ``--coco-ann`` (with ``--images``) or ``--shapes``, and the split to read."""
+    """One of ``--voc``, ``--coco-ann`` (with ``--images``), ``--shapes`` or ``--mask-folder``, and the split to read."""
     source = parser.add_mutually_exclusive_group(required=required)
     source.add_argument("--voc", type=Path, help="VOC year directory (Annotations/, JPEGImages/, ImageSets/)")
     source.add_argument("--coco-ann", type=Path, help="COCO annotation JSON")
     source.add_argument("--shapes", type=Path, help="generated shapes root (read through its VOC layout)")
+    source.add_argument("--mask-folder", type=Path, help="semantic mask folder root (docs/semantic_folders.md)")
     parser.add_argument("--images", type=Path, help="image directory of --coco-ann")
-    parser.add_argument("--split", default="val", help="VOC/shapes ImageSets split (default: val)")
+    parser.add_argument("--split", default="val", help="VOC/shapes ImageSets split, or mask folder split (default: val)")
+    parser.add_argument(
+        "--mask-option", action="append", default=[], metavar="KEY=VALUE",
+        help="a --mask-folder option (repeatable): layout (roboflow, mmseg), images, masks, image_suffix, mask_suffix, "
+        "classes_file, void_index, reduce_zero_label, label_offset, exclude",
+    )  # fmt: skip
     parser.add_argument(
         "--image-set", default="Main", choices=["Main", "Segmentation"],
         help="VOC ImageSets folder of --split (Segmentation: VOC's images with instance masks)",
@@ -66,14 +72,17 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool) ->
 
 
 def has_dataset(args: argparse.Namespace) -> bool:
-    return any(getattr(args, name) is not None for name in ("voc", "coco_ann", "shapes"))
+    return any(getattr(args, name) is not None for name in ("voc", "coco_ann", "shapes", "mask_folder"))
 
 
 def split_source(args: argparse.Namespace) -> SplitSource:
     """The ``SplitSource`` the dataset arguments name (raises ``ValueError`` when they do not fit)."""
+    from datasets.mask_folder import MaskFolderOptions
+
     classes = tuple(args.classes) if args.classes else None
     return SplitSource(voc=args.voc, coco_ann=args.coco_ann, images=args.images, shapes=args.shapes, split=args.split,
-                       image_set=args.image_set, classes=classes)  # fmt: skip
+                       image_set=args.image_set, classes=classes, mask_folder=args.mask_folder,
+                       mask_options=MaskFolderOptions.from_pairs(args.mask_option))  # fmt: skip
 
 
 def load_model(args: argparse.Namespace) -> LoadedDetector:

@@ -62,17 +62,6 @@ def config_stages(datamodule: DetectionDataModule, split: str | None) -> list[st
     return stages[:1]
 
 
-def mask_options(pairs: list[str]) -> MaskFolderOptions:
-    """``["layout=mmseg", "void_index=0", ...]`` -> ``MaskFolderOptions`` (values read as YAML scalars)."""
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--mask-option takes KEY=VALUE, got {pair!r}")
-        options[key.strip()] = yaml.safe_load(value)
-    return MaskFolderOptions.from_dict(options)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -123,7 +112,7 @@ def run(args: argparse.Namespace, classes: list[str] | None) -> list[DatasetRepo
         split = args.split or "train"
         name = f"mask folder {args.mask_folder} [{split}]"
         try:
-            reader = MaskFolderSegmentation(args.mask_folder, split, options=mask_options(args.mask_option), classes=classes)
+            reader = MaskFolderSegmentation(args.mask_folder, split, options=MaskFolderOptions.from_pairs(args.mask_option), classes=classes)
         except DatasetError as error:
             return [DatasetReport(name=name, problems=[Problem(error.path, error.problem)])]
         return [check_semantic(reader, name)]

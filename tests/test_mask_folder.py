@@ -270,3 +270,43 @@ def test_roboflow_tqb_valid_split_checker_names_its_one_bad_mask(shared_data):
     assert report.images == 25
     assert [Path(p.path).name for p in report.errors] == ["frame_0113_jpg.rf.75675d7fb11dc1d746a9f89e9738282c_mask.png"]
     assert not report.warnings
+
+
+def test_predict_and_evaluate_scripts_read_a_mask_folder(roboflow, tmp_path, capsys):
+    """A tiny FCN checkpoint trained on the folder: predict.py writes its masks, evaluate.py scores them
+    (--masks-dir) and the checkpoint (--checkpoint) on the same split, with the same numbers."""
+    import lightning as L
+    from script_loader import load_script
+
+    from detection.backbones import SmallCNN
+    from detection.system import DetectionSystem
+    from segmentation.fcn import FCN
+    from segmentation.metrics import ConfusionMatrix
+
+    torch.manual_seed(0)
+    model = FCN(backbone=SmallCNN(width=4), num_classes=len(CLASSES), variant="32s", head_channels=8, dropout=0.0)
+    system = DetectionSystem(model=model, evaluator=ConfusionMatrix, monitor="mean_iou", lr=0.01, classes=CLASSES)
+    datamodule = DetectionDataModule(format="mask_folder", task="semantic", root=str(roboflow), val_split="valid",
+                                     batch_size=2, num_workers=0)  # fmt: skip
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, max_steps=2, limit_val_batches=1, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(system, datamodule)
+    checkpoint = tmp_path / "fcn.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    backbone = {"class_path": "detection.backbones.SmallCNN", "init_args": {"width": 4}}
+    init = {"num_classes": len(CLASSES), "variant": "32s", "head_channels": 8, "dropout": 0.0, "backbone": backbone}
+    config = {"model": {"model": {"class_path": "segmentation.fcn.FCN", "init_args": init}, "classes": CLASSES}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+
+    dataset_args = ["--mask-folder", str(roboflow), "--split", "valid", "--num-workers", "0", "--no-progress"]
+    predictions = tmp_path / "predictions"
+    assert load_script("predict").main(["--checkpoint", str(checkpoint), *dataset_args, "--out", str(predictions)]) == 0
+    masks = sorted((predictions / "masks").rglob("*.png"))
+    assert len(masks) == SPLITS["valid"]
+    evaluate = load_script("evaluate")
+    by_checkpoint, by_masks = tmp_path / "by_checkpoint", tmp_path / "by_masks"
+    assert evaluate.main(["--checkpoint", str(checkpoint), *dataset_args, "--out", str(by_checkpoint)]) == 0
+    assert evaluate.main(["--masks-dir", str(predictions / "masks"), *dataset_args, "--classes", *CLASSES, "--out", str(by_masks)]) == 0
+    scored = [yaml.safe_load((out / "metrics.json").read_text()) for out in (by_checkpoint, by_masks)]
+    assert scored[0]["mean_iou"] == pytest.approx(scored[1]["mean_iou"], abs=1e-9) and "iou/door" in scored[0]
+    capsys.readouterr()

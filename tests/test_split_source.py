@@ -8,7 +8,7 @@ from datasets.split_source import SplitSource, open_split
 
 
 def test_exactly_one_source():
-    with pytest.raises(ValueError, match="exactly one of voc, coco_ann or shapes"):
+    with pytest.raises(ValueError, match="exactly one of voc, coco_ann, shapes or mask_folder"):
         SplitSource()
     with pytest.raises(ValueError, match="exactly one"):
         SplitSource(voc=Path("a"), shapes=Path("b"))
