@@ -7,6 +7,7 @@ relative path; image ids number them from 1 in that order. Each item is an
 inference skips such records and lists them in its errors file; it never stops on them.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,11 @@ class ImageRecord:
     orig_size: tuple[int, int] | None  # (H, W)
     error: str | None = None
     image_id: int = 0
+
+    def pin_memory(self) -> "ImageRecord":
+        """The record with its image in page-locked memory (a ``DataLoader`` with ``pin_memory=True``
+        calls this), so the copy to a GPU can be ``non_blocking``."""
+        return dataclasses.replace(self, image=None if self.image is None else self.image.pin_memory())
 
 
 class ImageFolder(torch.utils.data.Dataset):

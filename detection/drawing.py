@@ -12,8 +12,10 @@ Shape letters: ``K`` detections, ``H, W`` the image size.
 import colorsys
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -32,15 +34,26 @@ GOLDEN_RATIO_HUE = 0.618033988749895
 PALETTE_RGB = torch.tensor(voc_palette(), dtype=torch.float32).view(-1, 3) / 255  # [256, 3] in [0, 1]
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
+@contextmanager
+def atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """A file to write ``path``'s new content into: a temporary file beside it, fsynced and renamed
+    over ``path`` when the block ends (and removed if it raises), so ``path`` is always whole."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
+    with atomic_file(path) as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save_png(image: Tensor, path: Path) -> None:

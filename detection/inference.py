@@ -1,17 +1,18 @@
-"""Batch inference over an image folder or a dataset split: resumable, nothing written is ever lost.
+"""Batch inference over an image folder or a dataset split, on one process or many: resumable,
+nothing written is ever lost, the same outputs whatever the number of processes.
 
 Inputs are a dataset of ``datasets.folder.ImageRecord`` (``image`` ``Tensor[3, H, W]`` float in
 ``[0, 1]`` or ``None``, ``path``, ``image_id``, ``error``) that also lists ``paths`` and
 ``image_ids`` without decoding anything: ``datasets.folder.ImageFolder`` (ids number the sorted
 files from 1) or ``datasets.split_images.SplitImages`` (the reader's image ids, so the outputs
 are scorable by ``scripts/evaluate.py``). The model runs through ``detection.predictor`` (one
-forward pass per image) and may predict boxes, instance masks or a semantic map.
+forward pass per group of same-size images) and may predict boxes, instance masks or a semantic map.
 
 Outputs in ``out_dir`` (``<rel>`` is an image's path relative to the input root):
 
-- ``journal.jsonl``: one JSON line per finished image, appended, flushed and fsynced after each
-  batch. It is the source of truth: a rerun skips every path already in it (an unreadable file
-  counts as finished), and a line cut short by an interruption is ignored.
+- ``journal.jsonl`` (and ``journal.<rank>.jsonl`` for the other processes of a run on several):
+  one JSON line per finished image, the source of truth (``detection/journal.py``). A rerun
+  skips every path already in a journal (an unreadable file counts as finished).
 - ``predictions.json``: COCO results (``image_id, category_id, bbox [x, y, w, h], score`` and,
   for instance masks, ``segmentation`` as RLE); ``category_id`` is the dataset's category id
   (the label ``1..C`` unless a COCO mapping is given). Full float precision.
@@ -24,15 +25,25 @@ Outputs in ``out_dir`` (``<rel>`` is an image's path relative to the input root)
   those above the score threshold) has value ``i``; where masks overlap the higher score wins.
 - ``drawn/<rel>.png``: the image with what was predicted drawn on it.
 
-The summary files are rebuilt from the journal every ``SUMMARY_EVERY_S`` seconds and when the run
-ends or is interrupted, each through a temporary file and ``os.replace``, so a file is always
-either its old or its new complete version.
+The summary files (``detection/prediction_outputs.py``) are rebuilt from the journals by the main
+process: during the run at most every ``SUMMARY_EVERY_S`` seconds and never more than
+``1 / SUMMARY_COST_SHARE`` of the time (a rebuild reads every journal line, so on a large folder
+it runs less often and images/s stay flat), and when the run ends or is interrupted.
+
+**Several processes** (``detection.processes``: Lightning Fabric, on one machine or many). Every
+process lists the input, locks its own journal, then all meet at a barrier, read every journal
+and meet again, so they agree on what is left. What is left is cut into batches of
+``batch_size`` in input order and the batches are dealt round-robin: batch ``b`` goes to rank
+``b mod N``. Each batch is thus the batch one process would have run, and the outputs equal one
+process's byte for byte. The main process writes the summaries after a last barrier. A process
+killed mid-run leaves its journal whole up to its last finished batch (Lightning's launcher
+then ends the others); rerunning the same command, with any number of processes, predicts only
+what no journal holds.
 """
 
-import csv
-import io
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,32 +52,30 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 
-from datasets.boxes import xyxy_to_xywh
 from datasets.palette import VOID_INDEX
-from detection.drawing import DRAW_SCORE_THRESHOLD, atomic_write, class_name, draw_prediction, save_mask, save_png
+from detection.drawing import DRAW_SCORE_THRESHOLD, atomic_write, draw_prediction, save_mask, save_png
 from detection.evaluation.records import MASK_THRESHOLD, encode_masks
-from detection.evaluation.results_io import label_mapper, rle_for_json
+from detection.evaluation.results_io import rle_for_json
+from detection.journal import JournalIndex, JournalWriter, journal_path
+from detection.prediction_outputs import write_outputs
 from detection.predictor import predict_images
+from detection.processes import Processes
 
-JOURNAL = "journal.jsonl"
-PREDICTIONS_JSON = "predictions.json"
-IMAGES_JSON = "images.json"
-PREDICTIONS_CSV = "predictions.csv"
-ERRORS_TXT = "errors.txt"
 DRAWN_DIR = "drawn"
 MASKS_DIR = "masks"
 INSTANCES_DIR = "instances"
-CSV_HEADER = ["path", "image_id", "label", "score", "x1", "y1", "x2", "y2"]
+RUN_JSON = "run.json"  # what the outputs of ``reset_for_run`` depend on
 SUMMARY_EVERY_S = 30.0  # rebuild the summary files at most this often during a run (and at its end)
+SUMMARY_COST_SHARE = 0.05  # ... and spend at most this share of the run's time on rebuilding them
 
 
 @dataclass
 class PredictSummary:
     total: int  # images in the input
-    skipped: int  # already in the journal from an earlier run
-    processed: int  # read and predicted in this run
+    skipped: int  # already in a journal from an earlier run
+    processed: int  # read and predicted in this run, by every process
     errors: int  # unreadable files, all runs
     detections: int  # boxes written, all runs
     out_dir: Path
@@ -83,74 +92,6 @@ def relative_path(path: str | Path, root: Path) -> str:
 def mask_name(rel: str) -> str:
     """``a/b.jpg -> a/b.png``: the VOC ``SegmentationClass`` name of an input's semantic map."""
     return PurePosixPath(rel).with_suffix(".png").as_posix()
-
-
-def read_journal(path: Path) -> dict[str, dict]:
-    """Finished images by relative path; a last line cut short by an interruption is dropped."""
-    entries: dict[str, dict] = {}
-    if not path.is_file():
-        return entries
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict) and "path" in entry:
-                entries[entry["path"]] = entry
-    return entries
-
-
-def _end_cut_line(path: Path, journal: Any) -> None:
-    """Terminate a last line cut short by an interruption, so the next line starts clean."""
-    if path.stat().st_size == 0:
-        return
-    with open(path, "rb") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) != b"\n":
-            journal.write("\n")
-
-
-def write_outputs(
-    entries: Mapping[str, dict],
-    image_ids: Mapping[str, int],
-    classes: Sequence[str],
-    out_dir: Path,
-    *,
-    label_to_category_id: Mapping[int, int] | None = None,
-) -> tuple[int, int]:
-    """Rebuild the summary files from the journal entries; returns ``(detections, errors)``.
-
-    ``image_ids`` maps each input's relative path to its image id; entries of files no longer in
-    the input are left out.
-    """
-    to_category = label_mapper(label_to_category_id)
-    images, results, errors = [], [], []
-    rows = [CSV_HEADER]
-    for rel in sorted(entries, key=lambda r: (image_ids.get(r, -1), r)):
-        entry = entries[rel]
-        if rel not in image_ids:
-            continue  # the file has left the folder since it was predicted
-        image_id = image_ids[rel]
-        if "error" in entry:
-            errors.append(f"{rel}\t{entry['error']}\n")
-            continue
-        images.append({"id": image_id, "file_name": rel, "width": entry["width"], "height": entry["height"]})
-        for det in entry.get("detections", []):
-            x, y, w, h = (float(v) for v in xyxy_to_xywh([det["box"]])[0])
-            result = {"image_id": image_id, "category_id": to_category(det["label"]), "bbox": [x, y, w, h], "score": det["score"]}
-            if "segmentation" in det:
-                result["segmentation"] = det["segmentation"]
-            results.append(result)
-            rows.append([rel, image_id, class_name(det["label"], classes), f"{det['score']:.6f}", *(f"{v:.2f}" for v in det["box"])])
-    categories = [{"id": to_category(i + 1), "name": name} for i, name in enumerate(classes)]
-    atomic_write(out_dir / PREDICTIONS_JSON, json.dumps(results).encode())
-    atomic_write(out_dir / IMAGES_JSON, json.dumps({"images": images, "categories": categories}, indent=1).encode())
-    text = io.StringIO()
-    csv.writer(text).writerows(rows)
-    atomic_write(out_dir / PREDICTIONS_CSV, text.getvalue().encode())
-    atomic_write(out_dir / ERRORS_TXT, "".join(errors).encode())
-    return len(results), len(errors)
 
 
 def instance_map(masks: Tensor, scores: Tensor) -> Tensor:
@@ -194,13 +135,13 @@ def _entry(rel: str, image: Tensor, pred: dict[str, Tensor], out_dir: Path) -> d
 
 def _predict_batch(
     model: nn.Module, batch: list, root: Path, out_dir: Path, classes: Sequence[str], score_threshold: float,
-    draw_threshold: float | None, device: str | torch.device,
+    draw_threshold: float | None, device: torch.device,
 ) -> list[dict]:
     """One batch of records -> journal entries (masks and drawings written as a side effect)."""
     readable = [r.image is not None and r.error is None for r in batch]
     entries = [{"path": relative_path(r.path, root), "error": str(r.error or "unreadable")} for r, ok in zip(batch, readable) if not ok]
     records = [r for r, ok in zip(batch, readable) if ok]
-    preds = predict_images(model, [r.image.to(device) for r in records], out_device="cpu")
+    preds = predict_images(model, [r.image.to(device, non_blocking=True) for r in records], out_device="cpu")
     for record, pred in zip(records, preds, strict=True):
         rel = relative_path(record.path, root)
         if "scores" in pred:
@@ -220,6 +161,34 @@ def _check_mask_names(listing: Sequence[str]) -> None:
             raise ValueError(f"{other} and {rel} would both write {MASKS_DIR}/{mask_name(rel)}; rename one")
 
 
+def deal_batches(todo: Sequence[int], batch_size: int, processes: Processes) -> list[list[int]]:
+    """This process's batches of ``todo``: batch ``b`` of the input-order batching goes to rank ``b mod N``."""
+    batches = [list(todo[start : start + batch_size]) for start in range(0, len(todo), batch_size)]
+    return batches[processes.rank :: processes.world_size]
+
+
+class _Summaries:
+    """The main process's rebuilds of the summary files, at most every ``SUMMARY_EVERY_S`` s and
+    ``SUMMARY_COST_SHARE`` of the time."""
+
+    def __init__(self, out_dir: Path, image_ids: Mapping[str, int], classes: Sequence[str], label_to_category_id: Mapping[int, int] | None) -> None:
+        self.out_dir, self.image_ids, self.classes, self.label_to_category_id = out_dir, image_ids, classes, label_to_category_id
+        self.next_at = time.monotonic() + SUMMARY_EVERY_S
+
+    def write(self) -> tuple[JournalIndex, int, int]:
+        """Rebuild them now; returns the journals read, the detections and the unreadable files listed."""
+        start = time.monotonic()
+        index = JournalIndex.read(self.out_dir)
+        counts = write_outputs(index, self.image_ids, self.classes, self.out_dir, label_to_category_id=self.label_to_category_id)
+        took = time.monotonic() - start
+        self.next_at = time.monotonic() + max(SUMMARY_EVERY_S, took / SUMMARY_COST_SHARE)
+        return index, counts.detections, counts.errors
+
+    def maybe_write(self) -> None:
+        if time.monotonic() >= self.next_at:
+            self.write()
+
+
 def batch_predict(
     model: nn.Module,
     classes: Sequence[str],
@@ -231,57 +200,80 @@ def batch_predict(
     score_threshold: float = 0.05,
     draw: bool = True,
     draw_threshold: float = DRAW_SCORE_THRESHOLD,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     num_workers: int = 0,
     label_to_category_id: Mapping[int, int] | None = None,
     progress: Callable[[Iterable, int], Iterable] | None = None,
-) -> PredictSummary:
-    """Run ``model`` (any head, eval mode) over every record of ``dataset`` not yet journalled.
+    processes: Processes | None = None,
+) -> PredictSummary | None:
+    """Run ``model`` (any head, eval mode) over every record of ``dataset`` that no journal holds.
 
     ``dataset`` lists ``paths`` and ``image_ids`` (see the module docstring); ``root`` is the
-    folder the relative paths start from. ``progress(iterable, total)`` wraps the batch loop.
-    Every detection scoring at least ``score_threshold`` is saved; ``drawn/`` shows those scoring
-    at least ``draw_threshold`` too.
+    folder the relative paths start from. ``progress(iterable, total)`` wraps the batch loop of
+    the main process. Every detection scoring at least ``score_threshold`` is saved; ``drawn/``
+    shows those scoring at least ``draw_threshold`` too. ``processes`` (``detection.processes``)
+    shares the work among the processes of a run; every one of them calls this with the same
+    arguments, and the model runs on ``processes.device`` (``device`` alone, one process:
+    ``"cpu"`` by default). Returns the run's summary on the main process, ``None`` on the others.
     """
+    if processes is None:
+        processes = Processes(device=torch.device(device or "cpu"))
+    elif device is not None and torch.device(device) != processes.device:
+        raise ValueError(f"device {device} differs from the processes' {processes.device}: give one of them")
     root, out_dir = Path(os.path.abspath(root)), Path(os.path.abspath(out_dir))
     if out_dir.resolve() == root.resolve() or root.resolve() in out_dir.resolve().parents:
         raise ValueError(f"--out {out_dir} is inside the input {root}: a rerun would predict its own drawings")
     if getattr(model, "num_classes", 0) >= VOID_INDEX:
         raise ValueError(f"{model.num_classes} classes do not fit a palette PNG (at most {VOID_INDEX - 1})")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    journal_path = out_dir / JOURNAL
-    entries = read_journal(journal_path)
-
     listing = [relative_path(p, root) for p in dataset.paths]
     _check_mask_names(listing)
     image_ids = dict(zip(listing, dataset.image_ids, strict=True))
-    todo = [i for i, rel in enumerate(listing) if rel not in entries]
-    loader = DataLoader(Subset(dataset, todo), batch_size=batch_size, num_workers=num_workers, collate_fn=_keep_all)
-    batches: Iterable = loader if progress is None else progress(loader, len(loader))
-
-    model.eval().to(device)
-    processed = 0
-    last_summary = time.monotonic()
-
-    def summarise() -> tuple[int, int]:
-        return write_outputs(entries, image_ids, classes, out_dir, label_to_category_id=label_to_category_id)
-
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summaries = _Summaries(out_dir, image_ids, classes, label_to_category_id)
     try:
-        with open(journal_path, "a", encoding="utf-8") as journal:
-            _end_cut_line(journal_path, journal)
+        with JournalWriter(journal_path(out_dir, processes.rank)) as journal:
+            processes.barrier()  # every process holds its journal: no one writes while the others read
+            done = JournalIndex.read(out_dir).lines
+            processes.barrier()
+            todo = [i for i, rel in enumerate(listing) if rel not in done]
+            mine = deal_batches(todo, batch_size, processes)
+            pin = processes.device.type == "cuda"
+            loader = DataLoader(dataset, batch_sampler=mine, num_workers=num_workers, collate_fn=_keep_all, pin_memory=pin)
+            batches: Iterable = loader if progress is None or not processes.is_main else progress(loader, len(loader))
+            model.eval().to(processes.device)
+            draw_at = draw_threshold if draw else None
             for batch in batches:
-                new = _predict_batch(model, batch, root, out_dir, classes, score_threshold, draw_threshold if draw else None, device)
-                for entry in new:  # masks and drawings are on disk before the journal line that marks an image done
-                    journal.write(json.dumps(entry) + "\n")
-                    entries[entry["path"]] = entry
-                journal.flush()
-                os.fsync(journal.fileno())
-                processed += sum("error" not in entry for entry in new)
-                if time.monotonic() - last_summary > SUMMARY_EVERY_S:
-                    summarise()
-                    last_summary = time.monotonic()
-    finally:  # also after an interruption: the summaries then hold everything journalled so far
-        detections, errors = summarise()
+                # masks and drawings are on disk before the journal line that marks an image done
+                journal.write(_predict_batch(model, batch, root, out_dir, classes, score_threshold, draw_at, processes.device))
+                if processes.is_main:
+                    summaries.maybe_write()
+        processes.barrier()  # every share journalled
+    finally:  # the main process also after an interruption: the summaries then hold everything journalled so far
+        if processes.is_main:
+            index, detections, errors = summaries.write()
+    if not processes.is_main:
+        return None
+    previously_read = sum(not line.error for rel, line in done.items() if rel in image_ids)
+    now_read = sum(not line.error for rel, line in index.lines.items() if rel in image_ids)
     return PredictSummary(
-        total=len(listing), skipped=len(listing) - len(todo), processed=processed, errors=errors, detections=detections, out_dir=out_dir
-    )
+        total=len(listing), skipped=len(listing) - len(todo), processed=now_read - previously_read, errors=errors,
+        detections=detections, out_dir=out_dir,
+    )  # fmt: skip
+
+
+def reset_for_run(out_dir: str | Path, run: Mapping[str, Any], processes: Processes | None = None) -> None:
+    """Keep ``out_dir``'s outputs only if they are of the same ``run`` (JSON values naming what the
+    outputs depend on: checkpoint, split, batch size, ...), so that rerunning after an interruption
+    resumes, while any other run starts afresh; ``out_dir`` must be a folder the caller owns.
+
+    The main process compares and removes, then all processes meet.
+    """
+    processes = processes or Processes()
+    out_dir = Path(out_dir)
+    if processes.is_main:
+        stamp = out_dir / RUN_JSON
+        same = stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(run))
+        if not same:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            atomic_write(stamp, json.dumps(run, indent=1).encode())
+    processes.barrier()

@@ -19,6 +19,7 @@ from datasets.errors import DatasetError
 from datasets.split_source import SplitSource
 from detection.checkpoint import DEFAULT_ALLOWED_PREFIXES, CheckpointError, LoadedDetector
 from detection.onnx_model import load_any
+from detection.processes import Processes, start_processes
 
 BAD_INPUT = (CheckpointError, DatasetError, ValueError, FileNotFoundError)  # reported as "error: ..." with exit status 2
 
@@ -39,9 +40,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool) -> N
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, batch_size: int) -> None:
-    """How inference runs: batch size (images decoded together), device, loader workers, progress bar."""
+    """How inference runs: batch size (images decoded together), device, processes, loader workers, progress bar."""
     parser.add_argument("--batch-size", type=int, default=batch_size, help="images per batch; same-size images share a forward pass")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--devices", type=int, default=1,
+        help="processes per machine, one per GPU with --device cuda (Lightning Fabric DDP, as training's --trainer.devices)",
+    )  # fmt: skip
+    parser.add_argument("--num-nodes", type=int, default=1, help="machines, under torchrun or SLURM (as training's --trainer.num_nodes)")
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding images")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -95,6 +101,12 @@ def load_model(args: argparse.Namespace) -> LoadedDetector:
         classes=getattr(args, "classes", None),
         allowed_prefixes=(*DEFAULT_ALLOWED_PREFIXES, *args.allow_class_prefix),
     )
+
+
+def processes(args: argparse.Namespace) -> Processes:
+    """This process's place among the ``--devices`` x ``--num-nodes`` processes of the run (the first
+    call of a plain command starts the others: ``detection.processes``)."""
+    return start_processes(args.device, devices=args.devices, num_nodes=args.num_nodes)
 
 
 def progress_bar(args: argparse.Namespace, desc: str) -> Callable[[Iterable, int], Iterable]:

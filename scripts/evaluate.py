@@ -1,7 +1,8 @@
 """Score a checkpoint, a predictions file or predicted masks against a dataset split; write a report.
 
 From a checkpoint (any head; predictions go through ``detection/inference.py`` into
-``--out/predictions/``, so they can be rescored later)::
+``--out/predictions/``, so they can be rescored later; ``--devices N`` predicts on N processes,
+with the same metrics, and rerunning an interrupted command resumes its predictions)::
 
     evaluate.py --checkpoint best.ckpt --shapes data/shapes --split test --out report/
     evaluate.py --checkpoint best.ckpt --voc VOCdevkit/VOC2007 --split test --protocol voc07 --out r/ --voc-results r/comp4
@@ -33,7 +34,6 @@ galleries for box protocols, the worst images for segmentation), ``pr_curves/<cl
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -58,12 +58,14 @@ from detection.evaluation.region_ap import RegionAPEvaluator  # noqa: E402
 from detection.evaluation.report import write_report  # noqa: E402
 from detection.evaluation.results_io import read_coco_results, results_to_predictions, write_voc_results  # noqa: E402
 from detection.evaluation.voc_evaluator import VOCEvaluator  # noqa: E402
-from detection.inference import MASKS_DIR, PREDICTIONS_JSON, batch_predict, mask_name, relative_path  # noqa: E402
+from detection.inference import MASKS_DIR, batch_predict, mask_name, relative_path, reset_for_run  # noqa: E402
+from detection.prediction_outputs import PREDICTIONS_JSON  # noqa: E402
 from detection.predictor import model_task  # noqa: E402
+from detection.processes import Processes  # noqa: E402
 from segmentation.metrics import VOID_LABEL, ConfusionMatrix, confusion_metrics  # noqa: E402
 
 from _arguments import (  # noqa: E402 (scripts/ is on the path when a script runs)
-    BAD_INPUT, add_dataset_arguments, add_model_arguments, add_run_arguments, load_model, progress_bar, split_source,
+    BAD_INPUT, add_dataset_arguments, add_model_arguments, add_run_arguments, load_model, processes, progress_bar, split_source,
 )
 
 PROTOCOLS = ("voc07", "voc", "coco", "coco_segm", "cls_loc", "region", "semantic")
@@ -92,29 +94,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def predict_split(args: argparse.Namespace) -> str:
+def predict_split(args: argparse.Namespace, group: Processes) -> str | None:
     """``--checkpoint``: predict the split into ``--out/predictions/`` and point ``args`` at the outputs.
 
-    Returns a line for the report. Every image must be readable: a skipped image would count as
-    one with no detections and lower the score silently.
+    Returns a line for the report on the main process, ``None`` on the others. Every image must
+    be readable: a skipped image would count as one with no detections and lower the score
+    silently. The predictions of another checkpoint, split or batch size are removed first; the
+    same command rerun after an interruption resumes them.
     """
     loaded = load_model(args)
     task = model_task(loaded.model)
     args.protocol = args.protocol or ("semantic" if task == "semantic" else PROTOCOL_OF_EVALUATOR.get(loaded.evaluator or "", "voc"))
     if (task == "semantic") != (args.protocol == "semantic"):
         raise ValueError(f"protocol {args.protocol} does not fit a {task} model ({loaded.model_config['class_path']})")
-    split = open_split(split_source(args), task=task, classes=loaded.classes)
+    source = split_source(args)
+    split = open_split(source, task=task, classes=loaded.classes)
     if split.reader.classes != loaded.classes:
         raise ValueError(f"{split.source}: classes {split.reader.classes} differ from the checkpoint's {loaded.classes}")
     args.classes = loaded.classes
     out_dir = args.out / PREDICTIONS_DIR
-    shutil.rmtree(out_dir, ignore_errors=True)  # predictions of this checkpoint only, never a stale journal
+    checkpoint = args.checkpoint.resolve()
+    run = {"checkpoint": str(checkpoint), "bytes": checkpoint.stat().st_size, "mtime_ns": checkpoint.stat().st_mtime_ns,
+           "config": str(args.config), "split": source.describe(), "image_set": args.image_set, "batch_size": args.batch_size}  # fmt: skip
+    reset_for_run(out_dir, run, group)
     start = time.perf_counter()
     summary = batch_predict(
         loaded.model, loaded.classes, SplitImages(split.reader), root=split.images_root, out_dir=out_dir,
-        batch_size=args.batch_size, score_threshold=0.0, draw=False, device=args.device, num_workers=args.num_workers,
-        label_to_category_id=split.label_to_category_id, progress=progress_bar(args, "predict"),
+        batch_size=args.batch_size, score_threshold=0.0, draw=False, num_workers=args.num_workers,
+        label_to_category_id=split.label_to_category_id, progress=progress_bar(args, "predict"), processes=group,
     )  # fmt: skip
+    if summary is None:
+        return None
     seconds = time.perf_counter() - start
     if summary.errors:
         raise ValueError(f"{summary.errors} images of {split.source} could not be read; see {out_dir / 'errors.txt'}")
@@ -122,7 +132,8 @@ def predict_split(args: argparse.Namespace) -> str:
         args.masks_dir = out_dir / MASKS_DIR
     else:
         args.predictions = out_dir / PREDICTIONS_JSON
-    return f"checkpoint: `{args.checkpoint}`; inference {seconds:.1f} s for {summary.total} images ({seconds / max(summary.total, 1):.3f} s/image on {args.device})"
+    where = f"{group.world_size} processes on {group.device.type}" if group.world_size > 1 else str(group.device)
+    return f"checkpoint: `{args.checkpoint}`; inference {seconds:.1f} s for {summary.total} images ({seconds / max(summary.total, 1):.3f} s/image on {where})"
 
 
 def load_ground_truth(args: argparse.Namespace, *, with_masks: bool) -> GroundTruth:
@@ -293,10 +304,17 @@ def evaluate_segmentation(args: argparse.Namespace, details: list[str]) -> Path:
     )  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> Path:
-    """Evaluate as ``args`` say; returns the report's path."""
+def run(args: argparse.Namespace, group: Processes | None = None) -> Path | None:
+    """Evaluate as ``args`` say; returns the report's path (``None`` on a process other than the main one)."""
+    group = group or Processes(device=torch.device(args.device))
     args.out.mkdir(parents=True, exist_ok=True)
-    details = [predict_split(args)] if args.checkpoint is not None else []
+    details = []
+    if args.checkpoint is not None:
+        line = predict_split(args, group)
+        group.end()  # the main process scores alone: the evaluators must not gather from the others
+        if line is None:
+            return None
+        details.append(line)
     if args.masks_dir is not None:
         return evaluate_segmentation(args, details)
     args.protocol = args.protocol or "voc"
@@ -308,10 +326,12 @@ def run(args: argparse.Namespace) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        report = run(args)
+        report = run(args, processes(args))
     except BAD_INPUT as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if report is None:  # another process of the run: the first one reports
+        return 0
     print(f"wrote {report}")
     metrics_path = report.parent / "metrics.json"
     print(metrics_path.read_text() if metrics_path.stat().st_size < 4000 else f"metrics in {metrics_path}")

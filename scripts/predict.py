@@ -5,6 +5,7 @@
     python scripts/predict.py --checkpoint best.ckpt --shapes data/shapes --split test --out preds/
     python scripts/predict.py --checkpoint best.ckpt --voc VOCdevkit/VOC2007 --split test --out preds/
     python scripts/predict.py --checkpoint best.ckpt --coco-ann instances_val2017.json --images val2017/ --out preds/
+    python scripts/predict.py --checkpoint best.ckpt --input photos/ --out preds/ --device cuda --devices 8
 
 Every head: boxes (and instance masks, as RLE) go to ``predictions.json`` / ``predictions.csv``,
 semantic maps to ``masks/`` as VOC palette PNGs; ``drawn/`` shows them, ``errors.txt`` lists
@@ -12,7 +13,11 @@ unreadable files (skipped). See ``detection/inference.py``. For a dataset split 
 and category ids are the dataset's, so ``predictions.json`` is scored directly by
 ``scripts/evaluate.py --predictions`` (and ``masks/`` by ``--masks-dir``); the score threshold
 then defaults to 0, as in evaluation. Rerunning the same command after an interruption continues
-where it stopped: images already in ``--out/journal.jsonl`` are not predicted again.
+where it stopped: images already in a journal of ``--out`` are not predicted again.
+
+``--devices N`` (and ``--num-nodes M`` under torchrun or SLURM) shares the images among N
+processes per machine; the outputs are those of one process (``detection/inference.py``), and the
+first process prints the summary.
 
 The checkpoint is read with ``torch.load(weights_only=True)`` and the model is rebuilt from its
 stored config (or ``--config``, or the ``config.yaml`` LightningCLI wrote beside it).
@@ -32,9 +37,11 @@ from datasets.split_source import open_split  # noqa: E402
 from detection.drawing import DRAW_SCORE_THRESHOLD  # noqa: E402
 from detection.inference import PredictSummary, batch_predict  # noqa: E402
 from detection.predictor import model_task  # noqa: E402
+from detection.processes import Processes  # noqa: E402
 
 from _arguments import (  # noqa: E402 (scripts/ is on the path when a script runs)
-    BAD_INPUT, add_dataset_arguments, add_model_arguments, add_run_arguments, has_dataset, load_model, progress_bar, split_source,
+    BAD_INPUT, add_dataset_arguments, add_model_arguments, add_run_arguments, has_dataset, load_model, processes, progress_bar,
+    split_source,
 )
 
 FOLDER_SCORE_THRESHOLD = 0.05
@@ -61,8 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def predict(args: argparse.Namespace) -> PredictSummary:
-    """Run the checkpoint over the folder or split of ``args``; raises one of ``BAD_INPUT`` on bad input."""
+def predict(args: argparse.Namespace, group: Processes) -> PredictSummary | None:
+    """Run the checkpoint over the folder or split of ``args``; raises one of ``BAD_INPUT`` on bad input.
+    Returns the summary on the main process, ``None`` on the others."""
     loaded = load_model(args)
     if args.input is not None:
         images, root, categories = ImageFolder(args.input), args.input, None
@@ -83,10 +91,10 @@ def predict(args: argparse.Namespace) -> PredictSummary:
         score_threshold=threshold,
         draw=args.draw,
         draw_threshold=args.draw_threshold,
-        device=args.device,
         num_workers=args.num_workers,
         label_to_category_id=categories,
         progress=progress_bar(args, "predict"),
+        processes=group,
     )
 
 
@@ -94,10 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start = time.perf_counter()
     try:
-        summary = predict(args)
+        summary = predict(args, processes(args))
     except BAD_INPUT as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if summary is None:  # another process of the run: the first one reports
+        return 0
     seconds = time.perf_counter() - start
     rate = summary.processed / seconds if seconds > 0 else float("nan")
     print(

@@ -16,7 +16,8 @@ from datasets.folder import ImageFolder
 from datasets.voc import VOCSegmentation
 from detection.backbones import SmallCNN
 from detection.checkpoint import init_from_checkpoint, load_detector
-from detection.inference import DRAWN_DIR, ERRORS_TXT, MASKS_DIR, batch_predict
+from detection.inference import DRAWN_DIR, MASKS_DIR, batch_predict
+from detection.prediction_outputs import ERRORS_TXT
 from detection.predictor import predict_images
 from detection.system import DetectionSystem
 from segmentation.fcn import FCN, pixel_loss

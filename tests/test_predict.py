@@ -14,7 +14,8 @@ from PIL import Image
 from system_toys import ToyDataModule, ToyEvaluator
 
 from detection.checkpoint import CheckpointError, load_detector
-from detection.inference import JOURNAL, batch_predict, read_journal
+from detection.inference import batch_predict
+from detection.journal import JOURNAL, read_journal
 from detection.system import DetectionSystem
 from datasets.folder import ImageFolder
 from detection.tiny import TinyDetector
