@@ -166,6 +166,10 @@ def check_semantic(dataset: MaskFolderSegmentation | VOCSegmentation, name: str)
             report.images_per_class.update(dataset.classes[int(label) - 1] for label in labels if label > 0)
     if isinstance(dataset, MaskFolderSegmentation):
         report.problems += [Problem(str(path), "mask without an image", "warning") for path in dataset.orphan_masks()]
+        report.problems += [
+            Problem(str(dataset.image_dir / f"{name}{dataset.image_suffix}"), "left out (mask folder option exclude)", "warning")
+            for name in dataset.excluded
+        ]  # fmt: skip
     return report
 
 

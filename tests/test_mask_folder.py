@@ -143,6 +143,8 @@ def test_exclude_leaves_named_images_out(roboflow):
     dataset = MaskFolderSegmentation(roboflow, "train", options={"exclude": [dropped]})
     assert dropped not in dataset.ids and len(dataset) == len(full) - 1 and dataset.excluded == [dropped]
     assert dataset.orphan_masks() == []  # its mask is excluded, not orphaned
+    report = check_semantic(dataset, "train")
+    assert [p.message for p in report.warnings] == ["left out (mask folder option exclude)"] and not report.errors
 
 
 def test_unknown_options_and_layouts_are_refused():
