@@ -20,12 +20,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datasets.coco import COCODetection, index_coco, read_instances, structural_problems
 from datasets.errors import DatasetError, Problem
 from datasets.mask_folder import MaskFolderSegmentation
 from datasets.safe_io import decode_image
 from datasets.voc import VOCDetection, VOCSegmentation
+
+if TYPE_CHECKING:  # the data module imports lightning; the checker needs only its attributes
+    from datasets.datamodule import DetectionDataModule
 
 
 @dataclass
@@ -173,7 +177,7 @@ def check_semantic(dataset: MaskFolderSegmentation | VOCSegmentation, name: str)
     return report
 
 
-def check_datamodule(datamodule, stage: str) -> DatasetReport:
+def check_datamodule(datamodule: "DetectionDataModule", stage: str) -> DatasetReport:
     """Check split ``stage`` (``train``, ``val`` or ``test``) of a ``DetectionDataModule`` as it reads it:
     its format, roots, classes, task and ``with_masks``. Every root of a concatenated training split."""
     split = datamodule.splits[stage]

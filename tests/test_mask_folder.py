@@ -210,16 +210,16 @@ def test_check_dataset_config_checks_the_splits_a_mask_folder_config_reads(robof
 
 
 @pytest.mark.parametrize(
-    ("config", "init_args", "expected"),
+    ("config", "expected"),
     [
-        ("configs/fcn/shapes.yaml", {}, "dataset: shapes"),  # semantic VOC layout (SegmentationClass)
-        ("configs/faster_rcnn/shapes.yaml", {}, "boxes per class"),  # VOC detection layout
-        ("configs/mnc/shapes.yaml", {}, "instance masks read"),  # with_masks
+        ("configs/fcn/shapes.yaml", "images showing each class"),  # semantic VOC layout (SegmentationClass)
+        ("configs/faster_rcnn/shapes.yaml", "boxes per class"),  # VOC detection layout
+        ("configs/mnc/shapes.yaml", "instance masks read"),  # with_masks
     ],
 )
-def test_check_datamodule_reads_every_format_as_the_config_trains(shapes_root, config, init_args, expected):
+def test_check_datamodule_reads_every_format_as_the_config_trains(shapes_root, config, expected):
     data = yaml.safe_load((REPO / config).read_text())["data"]["init_args"]
-    data.update(root=str(shapes_root.root), **init_args)
+    data.update(root=str(shapes_root.root))
     report = check_datamodule(DetectionDataModule(**data), "val")
     assert report.images > 0 and expected in report.summary() and not report.errors
 
