@@ -203,9 +203,22 @@ def test_train_validate_predict_on_the_simulated_device(config, shapes_root, sha
             assert is_simulated(value) and value.dtype == torch.float32, name
             assert torch.equal(value.detach().cpu(), cpu_losses[name]), (name, float(value), float(cpu_losses[name]))
         sum(losses.values()).backward()
-    grads = {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
-    assert any(g is not None for g in grads.values())
-    assert all(is_simulated(g) for g in grads.values() if g is not None), [n for n, g in grads.items() if g is not None and not is_simulated(g)]
+        grads = {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
+        assert any(g is not None for g in grads.values())
+        assert all(is_simulated(g) for g in grads.values() if g is not None), [n for n, g in grads.items() if g is not None and not is_simulated(g)]
+
+        # Images without objects take other paths (empty matches, no positives): one, then both.
+        for empty in ([targets_s[0], _without_objects(targets_s[1])], [_without_objects(t) for t in targets_s]):
+            model.zero_grad()
+            losses = model(images_s, empty)
+            assert all(is_simulated(v) and torch.isfinite(v.detach().cpu()) for v in losses.values()), losses
+            sum(losses.values()).backward()
+            assert all(is_simulated(p.grad) for p in model.parameters() if p.grad is not None)
+
+
+def _without_objects(target: dict) -> dict:
+    """``target`` with no object: its per-object fields cut to zero rows (a semantic map stays)."""
+    return {k: v[:0] if k in ("boxes", "labels", "difficult", "iscrowd", "masks") else v for k, v in target.items()}
 
 
 # ----------------------------------------------------------------------------- proposals, R-CNN stages, masks
@@ -313,3 +326,34 @@ def test_instance_map_is_painted_on_the_masks_device():
         painted = instance_map(*to_simulated((masks, scores)))
     assert is_simulated(painted) and painted.dtype == torch.uint8 and torch.equal(painted.cpu(), expected)
     assert to_cpu(painted)[1, 1] == 1 and to_cpu(painted)[0, 0] == 3  # the higher score on top
+
+
+# ----------------------------------------------------------------------------- the backbones the configs do not use
+@pytest.mark.parametrize(
+    "name", ["ValidCNN", "ResNet18_frozen_bn", "MobileNetV3_small", "EfficientNetLite0", "VGG16_frozen"]
+)
+def test_backbones_on_the_device(name):
+    from detection.backbones import VGG16, EfficientNetLite0, MobileNetV3, ResNet, ValidCNN
+
+    build = {
+        "ValidCNN": lambda: ValidCNN(width=8),
+        "ResNet18_frozen_bn": lambda: ResNet(depth=18, frozen_bn=True),
+        "MobileNetV3_small": lambda: MobileNetV3(size="small"),
+        "EfficientNetLite0": lambda: EfficientNetLite0(),
+        "VGG16_frozen": lambda: VGG16(frozen_stages=4),  # the paper heads' backbone; frozen: a cheaper backward
+    }[name]
+    backbone = build().eval()
+    size = backbone.input_size("c5", 2) if name == "ValidCNN" else 64  # unpadded convolutions trim the image
+    image = torch.rand(1, 3, size, size)
+    with torch.no_grad():
+        expected = backbone(image)
+    with simulated_device():
+        to_simulated(backbone)
+        with torch.no_grad():
+            taps = backbone(to_simulated(image))
+        assert taps.keys() == expected.keys()
+        for tap, value in taps.items():
+            assert is_simulated(value) and torch.equal(value.cpu(), expected[tap]), tap
+        sum(value.float().mean() for value in backbone.train()(to_simulated(image)).values()).backward()
+    grads = [p.grad for p in backbone.parameters() if p.requires_grad]
+    assert grads and all(g is not None and is_simulated(g) for g in grads)
