@@ -36,5 +36,7 @@ BENCHMARKS = (  # module names under benchmarks/, in the order ``run all`` takes
     "lectures_table",
     "speed_story",
     "inference_speed",
+    "predict_scale",
+    "predict_processes",
     "gpu",
 )

@@ -305,7 +305,13 @@ class DetectionDataModule(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             worker_init_fn=seed_worker,
             collate_fn=collate_detection,
+            pin_memory=self._on_gpu(),  # page-locked batches: Lightning then copies them with non_blocking=True
         )
+
+    def _on_gpu(self) -> bool:
+        """Whether the attached Trainer runs on CUDA (no Trainer: the loaders of a plain Python user)."""
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
