@@ -66,3 +66,30 @@ def test_the_loaders_pinning_reaches_the_image_of_a_record(monkeypatch: pytest.M
     assert pinned_ids == [id(records[0].image)]
     assert batch[0].image is not records[0].image and torch.equal(batch[0].image, records[0].image)
     assert batch[1].image is None and batch[1].error == records[1].error
+
+
+def test_batch_inference_on_the_simulated_device_writes_what_the_cpu_writes(shapes_root, tmp_path: Path) -> None:
+    """The whole batch-inference path (loader, copy to the device, the one inference path, masks
+    and instance maps back on the host, journal, summaries) on a second device: MNC's shapes config."""
+    import yaml
+    from simulated_device import SIMULATED, simulated_device
+
+    from datasets.split_images import SplitImages
+    from datasets.voc import VOCDetection
+    from detection.checkpoint import build_model
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "mnc" / "shapes.yaml").read_text())
+    torch.manual_seed(0)
+    model = build_model(config["model"]["model"])
+    reader = VOCDetection(shapes_root.voc_root, "val", classes=["circle", "square", "triangle", "cross"])
+    outputs = {}
+    for name, device in (("cpu", torch.device("cpu")), ("simulated", SIMULATED)):
+        with simulated_device():
+            inference.batch_predict(model, reader.classes, SplitImages(reader), root=shapes_root.voc_root, out_dir=tmp_path / name,
+                                    score_threshold=0.0, processes=Processes(device=device))  # fmt: skip
+            assert next(model.parameters()).device == device  # the model ran there
+        model.cpu()
+        outputs[name] = {p.relative_to(tmp_path / name).as_posix(): p.read_bytes() for p in sorted((tmp_path / name).rglob("*.*"))
+                         if not p.name.startswith("journal")}  # fmt: skip
+    assert outputs["simulated"] == outputs["cpu"]
+    assert any(name.startswith("instances/") for name in outputs["cpu"]) and len(outputs["cpu"]["predictions.json"]) > 2
