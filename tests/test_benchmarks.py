@@ -8,7 +8,7 @@ import yaml
 
 from benchmarks import BENCHMARKS
 from benchmarks.__main__ import main, run_one
-from benchmarks.readme_figures import cited_figures, check
+from benchmarks.readme_figures import check, cited_figures, pages
 from benchmarks.runs import SHAPES_SINGLE, SHAPES_SINGLE_SIZES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,10 +31,24 @@ def test_list_names_every_benchmark(capsys):
     assert listed == list(BENCHMARKS)
 
 
-def test_readme_figures_agree_with_their_results_files():
-    readme = REPO / "README.md"
-    assert len(cited_figures(readme.read_text())) >= 5, "the README cites its figures' results files"
-    assert check(readme, REPO) == []
+@pytest.mark.parametrize("page", pages(REPO), ids=lambda p: p.relative_to(REPO).as_posix())
+def test_figures_agree_with_their_results_files(page):
+    assert check(page, REPO) == []
+
+
+def test_the_readme_and_the_results_page_cite_their_figures():
+    assert len(cited_figures((REPO / "README.md").read_text())) >= 8, "the README's heads table cites a figure per head"
+    assert len(cited_figures((REPO / "docs" / "results.md").read_text())) >= 100
+
+
+def test_a_page_in_docs_links_up_to_the_results(tmp_path):
+    _results(tmp_path, {"s": 1.0})
+    (tmp_path / "docs").mkdir()
+    page = tmp_path / "docs" / "x.md"
+    page.write_text("[1.0](../benchmarks/results/x.json#s)")
+    assert check(page, tmp_path) == []
+    page.write_text("[1.0](benchmarks/results/x.json#s)")
+    assert "does not open from x.md" in check(page, tmp_path)[0]
 
 
 def _results(tmp_path: Path, figures: dict, *, quick: bool = False) -> None:
