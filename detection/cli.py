@@ -22,6 +22,8 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
+from detection.quiet import quiet_third_party
+
 DEFAULT_RUN_NAME = "detseg"
 NUM_CLASSES_KEY = "model.model.init_args.num_classes"
 NULLS = ("null", "Null", "NULL", "~")
@@ -145,6 +147,7 @@ class DetectionCLI(LightningCLI):
 
 def run_cli(system: type[L.LightningModule], args: ArgsType = None) -> DetectionCLI:
     """fit / validate / test ``system`` over any LightningDataModule from a YAML config."""
+    quiet_third_party()  # no Lightning advertisement, no deprecation from Lightning's own code (detection/quiet.py)
     # The CSV logger shares the run directory on purpose; it only replaces its own metrics.csv.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
     # Evaluator metrics are already gathered from every rank by compute(): no sync_dist wanted.
