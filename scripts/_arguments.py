@@ -1,24 +1,21 @@
 """Not a command: the argument groups ``scripts/predict.py`` and ``scripts/evaluate.py`` share.
 
 Command-line spelling stops here: these turn parsed arguments into the values the library
-takes (``SplitSource``, a checkpoint path, a progress callback). Both commands load a checkpoint
-without unpickling anything (``detection.checkpoint.load_detector``), or an exported
-``model.onnx`` on onnxruntime (``detection.onnx_model.load_any``), run the one batch-inference
-path (``detection.inference.batch_predict``) and exit with status 2 and one ``error: ...`` line
-on bad input.
+takes (``SplitSource``, a ``detection.Detector``, the run's ``Processes``). Both commands load a
+checkpoint without unpickling anything, or an exported ``model.onnx`` on onnxruntime
+(``detection.Detector.load``), make one call of the library and exit with status 2 and one
+``error: ...`` line on bad input.
 """
 
 import argparse
-from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from datasets.errors import DatasetError
 from datasets.split_source import SplitSource
-from detection.checkpoint import DEFAULT_ALLOWED_PREFIXES, CheckpointError, LoadedDetector
-from detection.onnx_model import load_any
+from detection.api import Detector
+from detection.checkpoint import DEFAULT_ALLOWED_PREFIXES, CheckpointError
 from detection.processes import Processes, start_processes
 
 BAD_INPUT = (CheckpointError, DatasetError, ValueError, FileNotFoundError)  # reported as "error: ..." with exit status 2
@@ -91,11 +88,12 @@ def split_source(args: argparse.Namespace) -> SplitSource:
                        mask_options=MaskFolderOptions.from_pairs(args.mask_option))  # fmt: skip
 
 
-def load_model(args: argparse.Namespace) -> LoadedDetector:
-    """The checkpoint's model in eval mode; raises one of ``BAD_INPUT`` saying what is wrong."""
+def load_model(args: argparse.Namespace) -> Detector:
+    """The checkpoint's model (on the CPU; inference moves it to the run's device); raises one of
+    ``BAD_INPUT`` saying what is wrong."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    return load_any(
+    return Detector.load(
         args.checkpoint,
         config=args.config,
         classes=getattr(args, "classes", None),
@@ -108,11 +106,3 @@ def processes(args: argparse.Namespace) -> Processes:
     call of a plain command starts the others: ``detection.processes``)."""
     return start_processes(args.device, devices=args.devices, num_nodes=args.num_nodes)
 
-
-def progress_bar(args: argparse.Namespace, desc: str) -> Callable[[Iterable, int], Iterable]:
-    """``progress(batches, total)`` for the inference loops: a tqdm bar unless ``--no-progress``."""
-
-    def progress(batches: Iterable, total: int) -> Iterable:
-        return tqdm(batches, total=total, unit="batch", desc=desc, disable=args.no_progress)
-
-    return progress

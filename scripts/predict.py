@@ -31,20 +31,15 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from datasets.folder import ImageFolder  # noqa: E402
-from datasets.split_images import SplitImages  # noqa: E402
-from datasets.split_source import open_split  # noqa: E402
+from detection.api import FOLDER_SCORE_THRESHOLD  # noqa: E402
 from detection.drawing import DRAW_SCORE_THRESHOLD  # noqa: E402
-from detection.inference import PredictSummary, batch_predict  # noqa: E402
-from detection.predictor import model_task  # noqa: E402
+from detection.inference import PredictSummary  # noqa: E402
 from detection.processes import Processes  # noqa: E402
+from detection.quiet import quiet_third_party  # noqa: E402
 
 from _arguments import (  # noqa: E402 (scripts/ is on the path when a script runs)
-    BAD_INPUT, add_dataset_arguments, add_model_arguments, add_run_arguments, has_dataset, load_model, processes, progress_bar,
-    split_source,
+    BAD_INPUT, add_dataset_arguments, add_model_arguments, add_run_arguments, has_dataset, load_model, processes, split_source,
 )
-
-FOLDER_SCORE_THRESHOLD = 0.05
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,36 +64,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def predict(args: argparse.Namespace, group: Processes) -> PredictSummary | None:
-    """Run the checkpoint over the folder or split of ``args``; raises one of ``BAD_INPUT`` on bad input.
-    Returns the summary on the main process, ``None`` on the others."""
-    loaded = load_model(args)
-    if args.input is not None:
-        images, root, categories = ImageFolder(args.input), args.input, None
-        threshold = FOLDER_SCORE_THRESHOLD if args.score_threshold is None else args.score_threshold
-    else:
-        split = open_split(split_source(args), task=model_task(loaded.model), classes=loaded.classes)
-        if split.reader.classes != loaded.classes:
-            raise ValueError(f"{split.source}: classes {split.reader.classes} differ from the checkpoint's {loaded.classes}")
-        images, root, categories = SplitImages(split.reader), split.images_root, split.label_to_category_id
-        threshold = 0.0 if args.score_threshold is None else args.score_threshold
-    return batch_predict(
-        loaded.model,
-        loaded.classes,
-        images,
-        root=root,
-        out_dir=args.out,
-        batch_size=args.batch_size,
-        score_threshold=threshold,
-        draw=args.draw,
-        draw_threshold=args.draw_threshold,
-        num_workers=args.num_workers,
-        label_to_category_id=categories,
-        progress=progress_bar(args, "predict"),
-        processes=group,
-    )
+    """Run the checkpoint over the folder or split of ``args`` (``detection.Detector.predict_folder``);
+    raises one of ``BAD_INPUT`` on bad input. Returns the summary on the main process, ``None`` on the others."""
+    detector = load_model(args)
+    return detector.predict_folder(
+        args.input if args.input is not None else split_source(args), args.out, batch_size=args.batch_size,
+        score_threshold=args.score_threshold, draw=args.draw, draw_threshold=args.draw_threshold, num_workers=args.num_workers,
+        progress=not args.no_progress, processes=group,
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_third_party()
     args = parse_args(argv)
     start = time.perf_counter()
     try:
