@@ -6,6 +6,9 @@ guard), so whatever a reader would refuse it reports as an error first, and an i
 loads with a warning (missing trailing bytes) is a warning here too (see ``docs/bad_input.md``).
 With ``with_masks`` it also reads every instance mask with the readers' ``load_masks`` (for
 instance heads, which train with ``with_masks``), and the summary counts the masks read per class.
+Detection splits also measure their boxes (``datasets.object_sizes``): the summary gives box
+width / height percentiles, and, with the ``sizing`` of a config's model, the sizes at its input
+size, warnings about objects its stride or anchors cannot localise, and a suggested input size and anchors.
 A COCO check can keep a subset of the categories (``categories``), as training reads it.
 A COCO file's broken entries (unknown image or category ids, missing fields) are all listed,
 and the rest of the file is still checked.
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING
 from datasets.coco import COCODetection, index_coco, read_instances, structural_problems
 from datasets.errors import DatasetError, Problem
 from datasets.mask_folder import MaskFolderSegmentation
+from datasets.object_sizes import BoxSizes, ModelSizing, size_lines
 from datasets.safe_io import decode_image
 from datasets.voc import VOCDetection, VOCSegmentation
 
@@ -42,6 +46,8 @@ class DatasetReport:
     problems: list[Problem] = field(default_factory=list)
     masks_per_class: Counter | None = None  # None: instance masks were not read (no ``with_masks``)
     images_per_class: Counter | None = None  # semantic masks: the images whose mask shows each class
+    box_sizes: BoxSizes | None = None  # detection: every box read, for the object-size section
+    sizing: ModelSizing | None = None  # a config's model: sizes at its input size, its anchors, a suggestion
 
     @property
     def errors(self) -> list[Problem]:
@@ -73,6 +79,9 @@ class DatasetReport:
         lines += [f"  {name}" for name in self.empty_images[:20]]
         if len(self.empty_images) > 20:
             lines.append(f"  ... and {len(self.empty_images) - 20} more")
+        if self.box_sizes is not None:
+            sizes, size_warnings = size_lines(self.box_sizes, self.sizing)
+            lines += sizes + [f"  warning: {warning}" for warning in size_warnings]
         lines.append(f"problems: {len(self.errors)} errors, {len(self.warnings)} warnings")
         lines += [f"  {p}" for p in self.problems]
         return "\n".join(lines)
@@ -91,7 +100,9 @@ def _check_image(path: Path, expected: tuple[int, int]) -> list[Problem]:
 
 
 def _check(dataset: VOCDetection | COCODetection, name: str) -> DatasetReport:
-    report = DatasetReport(name=name, classes=list(dataset.classes), masks_per_class=Counter() if dataset.with_masks else None)
+    report = DatasetReport(
+        name=name, classes=list(dataset.classes), masks_per_class=Counter() if dataset.with_masks else None, box_sizes=BoxSizes()
+    )
     for index in range(len(dataset)):
         report.images += 1
         try:
@@ -106,6 +117,7 @@ def _check(dataset: VOCDetection | COCODetection, name: str) -> DatasetReport:
         if not labels:
             report.empty_images.append(image_path.name)
         report.boxes_per_class.update(dataset.classes[label - 1] for label in labels)
+        report.box_sizes.add(target["boxes"], target["orig_size"])
         report.problems += _check_image(image_path, target["orig_size"])
         if dataset.with_masks:
             try:
@@ -208,6 +220,8 @@ def check_datamodule(datamodule: "DetectionDataModule", stage: str) -> DatasetRe
         report.boxes_per_class.update(other.boxes_per_class)
         report.empty_images += other.empty_images
         report.problems += other.problems
+        if report.box_sizes is not None and other.box_sizes is not None:
+            report.box_sizes.add_all(other.box_sizes)
         if report.masks_per_class is not None:
             report.masks_per_class.update(other.masks_per_class)
     return report

@@ -16,6 +16,13 @@ classes, task, mask folder options) and checks each split it reads (``--split``:
 (``task: semantic``, mask folders) is checked mask by mask: size against the image, values
 against the classes and void (``docs/semantic_folders.md``).
 
+Detection splits also print their object sizes: box width, height and ``sqrt(w h)`` percentiles
+(5/25/50/75/95) in pixels, with k-means anchors for them. With ``--config`` the sizes are also given
+at the config model's input size (its ``min_size``/``max_size`` or ``image_size`` resize), set
+against its anchors (YOLOv5 AutoAnchor's best possible recall) and the stride of the map its head
+reads, with warnings where they cannot localise the small objects, and a suggested input size,
+``anchor_sizes`` and ``aspect_ratios`` for the config (``datasets/object_sizes.py``).
+
 Every image is decoded as the readers decode it. Exits with status 1 when it finds errors
 (warnings alone exit 0): a dataset that passes trains without a ``DatasetError``.
 """
@@ -30,6 +37,7 @@ from datasets.check import DatasetReport, check_coco, check_datamodule, check_se
 from datasets.datamodule import DetectionDataModule
 from datasets.errors import DatasetError, Problem
 from datasets.mask_folder import MaskFolderOptions, MaskFolderSegmentation
+from datasets.object_sizes import model_sizing
 
 DATAMODULE = "datasets.datamodule.DetectionDataModule"
 STAGES = ("train", "val", "test")
@@ -107,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, classes: list[str] | None) -> list[DatasetReport]:
     if args.config:
         datamodule = config_datamodule(args.config)
-        return [check_datamodule(datamodule, stage) for stage in config_stages(datamodule, args.split)]
+        reports = [check_datamodule(datamodule, stage) for stage in config_stages(datamodule, args.split)]
+        sizing = model_sizing(yaml.safe_load(args.config.read_text()) or {})
+        for report in reports:
+            report.sizing = sizing
+        return reports
     if args.mask_folder:
         split = args.split or "train"
         name = f"mask folder {args.mask_folder} [{split}]"
