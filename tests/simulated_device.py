@@ -44,13 +44,14 @@ Limits (what it does not prove):
   meta tensor; mixing it with a tagged tensor then raises too.
 """
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+from torch.utils._pytree import tree_map
 
 SIMULATED = torch.device("meta")
 CPU = torch.device("cpu")
@@ -115,24 +116,54 @@ def _is_simulated_device(device: object) -> bool:
     return device is not None and torch.device(device) == SIMULATED
 
 
-def _device_argument(func, args: tuple, kwargs: dict) -> tuple[int | str | None, object]:
-    """Where ``func``'s ``device`` argument is (a position in ``args``, or ``"device"`` in ``kwargs``) and its value."""
-    for position, argument in enumerate(func._schema.arguments):
-        if argument.name == "device":
-            if position < len(args) and not argument.kwarg_only:
-                return position, args[position]
-            if kwargs.get("device") is not None:
-                return "device", kwargs["device"]
-            return None, None
-    return None, None
+@functools.cache
+def _schema_facts(func) -> tuple[int | None, bool, tuple | None]:
+    """Per op, from its schema: the ``device`` argument's position (None: none), whether it is
+    keyword-only, and for ops returning written-to arguments (``add_``, ``copy_``, ``out=``) the
+    ``(position, name)`` of each such argument (None otherwise)."""
+    arguments = func._schema.arguments
+    device = next((i for i, a in enumerate(arguments) if a.name == "device"), None)
+    kwarg_only = device is not None and arguments[device].kwarg_only
+    returns = func._schema.returns
+    aliased = None
+    if returns and all(r.alias_info is not None and r.alias_info.is_write for r in returns):
+        aliased = []
+        for ret in returns:
+            for i, a in enumerate(arguments):
+                if a.alias_info is not None and a.alias_info.is_write and set(a.alias_info.before_set) == set(ret.alias_info.before_set):
+                    aliased.append((i, a.name))
+                    break
+            else:
+                aliased = None
+                break
+        aliased = tuple(aliased) if aliased is not None else None
+    return device, kwarg_only, aliased
+
+
+def _tensors(values) -> Iterator[Tensor]:
+    """The tensors among an op's arguments (they nest one level at most: ``Tensor[]``, ``Tensor?[]``)."""
+    for value in values:
+        if isinstance(value, Tensor):
+            yield value
+        elif isinstance(value, (list, tuple)):
+            yield from (v for v in value if isinstance(v, Tensor))
+
+
+def _unwrap(value):
+    if isinstance(value, SimulatedTensor):
+        return value.elem
+    if isinstance(value, (list, tuple)) and any(isinstance(v, SimulatedTensor) for v in value):
+        return type(value)(v.elem if isinstance(v, SimulatedTensor) else v for v in value)
+    return value
 
 
 def _dispatch(func, args: tuple, kwargs: dict):
-    flat, _ = tree_flatten((args, kwargs))
-    tensors = [x for x in flat if isinstance(x, Tensor)]
-    tagged = any(isinstance(x, SimulatedTensor) for x in tensors)
+    tensors = [*_tensors(args), *_tensors(kwargs.values())]
+    tagged = False
     for x in tensors:
-        if not isinstance(x, SimulatedTensor) and x.device == SIMULATED:
+        if isinstance(x, SimulatedTensor):
+            tagged = True
+        elif x.device == SIMULATED:
             raise MixedDeviceError(
                 f"{func} got a data-less meta tensor {list(x.shape)}: it was made with device=SIMULATED "
                 "outside simulated_device() (or by a path that bypasses the dispatch mode)"
@@ -145,56 +176,40 @@ def _dispatch(func, args: tuple, kwargs: dict):
                 f"{func} mixes tensors on the simulated device with CPU tensors of {len(cpu)} "
                 f"non-scalar argument(s) (real CUDA raises here): {described}"
             )
-    where, device = _device_argument(func, args, kwargs)
-    to_simulated = _is_simulated_device(device)
+    position, kwarg_only, aliased = _schema_facts(func)
+    device = None
+    if position is not None:
+        device = args[position] if position < len(args) and not kwarg_only else kwargs.get("device")
+    to_simulated = device is not None and torch.device(device) == SIMULATED
     if not tagged and not to_simulated:
         return func(*args, **kwargs)
 
-    cpu_args, cpu_kwargs = tree_map(lambda x: x.elem if isinstance(x, SimulatedTensor) else x, (args, kwargs))
+    cpu_args = tuple(_unwrap(a) for a in args)
+    cpu_kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
     if to_simulated:
-        if isinstance(where, int):
-            cpu_args = (*cpu_args[:where], CPU, *cpu_args[where + 1 :])
+        if position < len(args) and not kwarg_only:
+            cpu_args = (*cpu_args[:position], CPU, *cpu_args[position + 1 :])
         else:
-            cpu_kwargs = {**cpu_kwargs, "device": CPU}
+            cpu_kwargs["device"] = CPU
     out = func(*cpu_args, **cpu_kwargs)
-    # In-place and out= ops return their (already tagged or plain) argument itself.
-    aliased = _aliased_returns(func, args, kwargs)
-    if aliased is not None:
-        return aliased
+    if aliased is not None:  # in-place and out= ops return their (already tagged or plain) argument itself
+        values = [args[i] if i < len(args) else kwargs[name] for i, name in aliased]
+        return values[0] if len(values) == 1 else tuple(values)
     # Tagged outputs unless the op sends them to the CPU: x.cpu(), zeros_like(x, device="cpu"), x.to(cpu_tensor).
-    if where is not None:
+    if device is not None:
         wrap_output = to_simulated
     elif func in _TO_OTHER:
-        wrap_output = isinstance(flat[1], SimulatedTensor)
+        wrap_output = isinstance(args[1], SimulatedTensor)
     else:
         wrap_output = True
-
-    def wrap(x):
-        if isinstance(x, Tensor) and wrap_output and x.device == CPU:
-            return SimulatedTensor(x)
-        return x
-
+    if not wrap_output:
+        return out
     # The wrappers are normal tensors even under inference_mode: autograd's view tracking then
     # sets their version counters as it does for views of normal CPU tensors there.
     with torch.inference_mode(False):
-        return tree_map(wrap, out)
-
-
-def _aliased_returns(func, args: tuple, kwargs: dict):
-    """For an op whose returns are written-to arguments (``add_``, ``copy_``, ``out=``), those arguments."""
-    schema = func._schema
-    returns = schema.returns
-    if not returns or not all(r.alias_info is not None and r.alias_info.is_write for r in returns):
-        return None
-    values = []
-    for ret in returns:
-        for i, arg in enumerate(schema.arguments):
-            if arg.alias_info is not None and arg.alias_info.is_write and set(arg.alias_info.before_set) == set(ret.alias_info.before_set):
-                values.append(args[i] if i < len(args) else kwargs[arg.name])
-                break
-        else:
-            return None
-    return values[0] if len(values) == 1 else tuple(values)
+        if isinstance(out, Tensor):
+            return SimulatedTensor(out)
+        return tree_map(lambda x: SimulatedTensor(x) if isinstance(x, Tensor) else x, out)
 
 
 class _SimulatedFactories(TorchDispatchMode):

@@ -20,6 +20,8 @@ import torch
 import torchvision
 import yaml
 from config_runs import REPO
+from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.strategies import SingleDeviceStrategy
 from simulated_device import SIMULATED, MixedDeviceError, is_simulated, simulated_device, to_cpu, to_simulated
 from torch import Tensor, nn
 
@@ -219,6 +221,63 @@ def test_train_validate_predict_on_the_simulated_device(config, shapes_root, sha
 def _without_objects(target: dict) -> dict:
     """``target`` with no object: its per-object fields cut to zero rows (a semantic map stays)."""
     return {k: v[:0] if k in ("boxes", "labels", "difficult", "iscrowd", "masks") else v for k, v in target.items()}
+
+
+class SimulatedAccelerator(CPUAccelerator):
+    """Lightning's CPU accelerator, minus its check that the strategy's device is the CPU."""
+
+    def setup_device(self, device: torch.device) -> None:
+        pass
+
+
+class OnTheDevice(L.Callback):
+    """Asserts that the batches, parameters, gradients and optimizer state are on the simulated device."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        assert all(is_simulated(image) for image in batch[0])
+        self.seen.append("train batch")
+
+    def on_before_optimizer_step(self, trainer, module, optimizer) -> None:
+        assert all(is_simulated(p) for p in module.parameters())
+        assert all(is_simulated(p.grad) for p in module.parameters() if p.grad is not None)
+        self.seen.append("optimizer step")
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        state = [v for s in trainer.optimizers[0].state.values() for v in s.values() if isinstance(v, Tensor)]
+        assert all(is_simulated(v) for v in state if v.dim() > 0)  # AdamW's step counts are CPU scalars, as on CUDA
+        self.seen.append("optimizer state")
+
+    def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0) -> None:
+        assert all(is_simulated(image) for image in batch[0])
+        self.seen.append("validation batch")
+
+
+@pytest.mark.parametrize("config", SHAPES_CONFIGS, ids=CONFIG_IDS)
+def test_lightning_fit_on_the_simulated_device(config, shapes_root, shapes_single_root, tmp_path):
+    """The whole ``DetectionSystem`` (training_step, logging, the optimizer and its schedule,
+    validation and its metrics) under a Lightning strategy whose device is the simulated one:
+    one step and one validation batch (``fast_dev_run``), logged values equal to the CPU's."""
+    system, _ = build(config, shapes_root, shapes_single_root, tmp_path)
+    metrics = {}
+    for device in ("cpu", "simulated"):
+        _, data = build(config, shapes_root, shapes_single_root, tmp_path)  # a fresh one: its sampler's state moves on
+        on_device = OnTheDevice()
+        trainer_args = {"fast_dev_run": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+                        "enable_model_summary": False, "default_root_dir": tmp_path / device}
+        L.seed_everything(0, verbose=False)  # the same shuffle and augmentation (albumentations draws from numpy / random)
+        if device == "cpu":
+            trainer = L.Trainer(accelerator="cpu", **trainer_args)
+            trainer.fit(copy.deepcopy(system), data)
+        else:
+            trainer = L.Trainer(strategy=SingleDeviceStrategy(device=SIMULATED, accelerator=SimulatedAccelerator()), callbacks=[on_device], **trainer_args)
+            with simulated_device():
+                trainer.fit(system, data)
+            assert on_device.seen == ["train batch", "optimizer step", "optimizer state", "validation batch"]
+        metrics[device] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    assert any(k.startswith("val/") for k in metrics["cpu"]) and metrics["simulated"] == metrics["cpu"]
 
 
 # ----------------------------------------------------------------------------- proposals, R-CNN stages, masks
