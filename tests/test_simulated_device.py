@@ -143,13 +143,15 @@ def test_the_pre_fix_rcnn_owners_pattern_is_caught():
 
 
 # ----------------------------------------------------------------------------- every head
-def build(config: Path, shapes_root, shapes_single_root, tmp_path: Path) -> tuple[DetectionSystem, L.LightningDataModule]:
-    """The system and data module of ``scripts/train.py fit --config config`` (batches of 2 images)."""
+def build(config: Path, shapes_root, shapes_single_root, tmp_path: Path, **overrides: str) -> tuple[DetectionSystem, L.LightningDataModule]:
+    """The system and data module of ``scripts/train.py fit --config config`` (batches of 2 images);
+    ``overrides`` are the model's init args (``--model.model.init_args.<name> <value>``)."""
     data = yaml.safe_load(config.read_text())["data"]["init_args"]
     root = shapes_single_root if data.get("shapes_single_object") else shapes_root
     args = [
         "--config", str(config), "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
         "--data.init_args.root", str(root.root), "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "2",
+        *(arg for name, value in overrides.items() for arg in (f"--model.model.init_args.{name}", value)),
     ]
     if "cache_dir:" in config.read_text():
         args += ["--model.model.init_args.cache_dir", str(tmp_path / "proposals")]
@@ -177,7 +179,34 @@ def _same_predictions(simulated: list[dict], cpu: list[dict]) -> None:
 
 @pytest.mark.parametrize("config", SHAPES_CONFIGS, ids=CONFIG_IDS)
 def test_train_validate_predict_on_the_simulated_device(config, shapes_root, shapes_single_root, tmp_path):
-    system, data = build(config, shapes_root, shapes_single_root, tmp_path)
+    _train_validate_predict(*build(config, shapes_root, shapes_single_root, tmp_path))
+
+
+# Options that the VOC / COCO / BCCD configs use and no shapes config does, on a shapes config.
+VARIANTS = {
+    "faster_rcnn/fpn_roi_align": ("faster_rcnn/shapes.yaml", {"feature": "[c3, c4]", "fpn_channels": "32", "roi_pool": "align", "anchor_sizes": "[16, 32, 64, 128]"}),
+    "overfeat/frozen_class_specific": (
+        "overfeat/shapes_detection.yaml",
+        {"regression": "frozen", "class_agnostic": "false", "train_scales": "[128, 192]", "test_scales": "[128, 192]", "pre_merge_top_n": "20"},
+    ),
+    "mnc/3_stages_no_voting": ("mnc/shapes.yaml", {"inference_stages": "3", "mask_voting": "false"}),
+    "mnc/voc_settings": (
+        "mnc/shapes.yaml",
+        {"stage5_min_score": "0.2", "binarize_thresh": "0.4", "nms_thresh": "0.3", "positive_fraction": "0.3", "mask_loss_weight": "2.0"},
+    ),
+    "localization/l2_class_agnostic_2_objects": ("localization/shapes.yaml", {"box_loss": "l2", "class_agnostic": "true", "num_objects": "2"}),
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_config_variants_on_the_simulated_device(variant, shapes_root, shapes_single_root, tmp_path):
+    config, overrides = VARIANTS[variant]
+    _train_validate_predict(*build(REPO / "configs" / config, shapes_root, shapes_single_root, tmp_path, **overrides))
+
+
+def _train_validate_predict(system: DetectionSystem, data: L.LightningDataModule) -> None:
+    """One training step (and two on images without objects), validation and prediction on the
+    simulated device, with the CPU's losses, predictions and metrics."""
     model = system.model
     images, targets = next(iter(data.train_dataloader()))
     val_images, val_targets = next(iter(data.val_dataloader()))
