@@ -38,5 +38,6 @@ BENCHMARKS = (  # module names under benchmarks/, in the order ``run all`` takes
     "inference_speed",
     "predict_scale",
     "predict_processes",
+    "fcn_pretrained",
     "gpu",
 )
