@@ -23,7 +23,11 @@ given ``device=SIMULATED`` (``torch.arange(n, device=x.device)``, ``torch.zeros(
 ``x.new_zeros``, ``torch.full_like``) make tagged tensors, **while ``simulated_device()`` is active**
 (a ``TorchDispatchMode``: a factory has no tensor argument for the subclass to see). torchvision's
 ``nms``, ``batched_nms``, ``box_iou``, ``roi_align``, ``roi_pool`` are dispatcher ops, so they are
-unwrapped and rewrapped like any other (and their backward too).
+unwrapped and rewrapped like any other (and their backward too). ``torch.tensor`` / ``torch.as_tensor``
+/ ``Tensor.new_tensor`` given the device are patched while the mode is active: torch builds those
+below the dispatcher. Under ``torch.inference_mode`` (``predict_images``) the wrappers stay normal
+tensors, as views of normal CPU tensors do there. Lightning runs a whole ``fit`` on the device with
+a ``SingleDeviceStrategy(device=SIMULATED)`` (``test_simulated_device.py``).
 
 **How the device reports.** ``SIMULATED = torch.device("meta")``. Not ``cuda``: this torch is a CUDA
 build, and a tensor reporting ``cuda`` sends autograd's backward to CUDA device threads (there is no
@@ -37,6 +41,10 @@ segmentation``). ``x.device == SIMULATED`` is what the tests assert.
 Limits (what it does not prove):
 
 - CUDA-only code branches (``if x.is_cuda``) do not run; the library has none.
+- Autocast does not reach the wrapped ops (there is no autocast for ``meta``): mixed precision is
+  checked on the CPU itself (``test_precision.py``), not on this device.
+- Ops with no tensor argument and no ``device`` argument that still pick a device (none known) and
+  ops reached outside the dispatcher (``data_ptr()``, ``untyped_storage()``) are not covered.
 - A CPU ``torch.Generator`` passed with ``device=SIMULATED`` is not refused (CUDA refuses it).
 - Kernels are the CPU ones: CUDA-only numerics, non-determinism (``index_put_`` with
   ``accumulate``, atomics), and half-precision support of a kernel are not checked.

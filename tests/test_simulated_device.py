@@ -6,9 +6,13 @@ backward, gradients on the device), validation (``DetectionSystem.validation_ste
 inference path and the evaluator's ``update``) and ``predict_images``. A tensor made on the wrong
 device raises ``MixedDeviceError`` where it meets a device tensor. The simulated device computes
 with the CPU kernels, so the losses, predictions and metrics must also equal the CPU run's
-exactly: the wrapping changes no value. Beside the heads: selective search and the proposal
+exactly: the wrapping changes no value. Then the whole ``DetectionSystem`` through a Lightning
+``fit`` whose strategy's device is the simulated one, and the options the dataset configs use
+that no shapes config does. Beside the heads: the backbones, selective search and the proposal
 cache (a miss then a hit), R-CNN's SVM and box-regressor fitting, MNC's mask pasting and
-``detection.inference.instance_map``, and one regression test per device bug found.
+``detection.inference.instance_map``, and one regression test per device bug found (named
+after it). The first tests check the simulated device itself, so that none of this passes
+vacuously.
 """
 
 import copy
@@ -390,15 +394,18 @@ def test_rcnn_fine_tuning_owners_on_the_device(shapes_root, tmp_path):
 
 def test_mnc_stage5_regressed_boxes_index_on_the_device(shapes_root, tmp_path):
     """``detection/mnc/model.py``: ``per_class[torch.arange(len(best)), best]`` indexed the device's
-    deltas with a CPU ``arange`` (stage 5's regressed boxes)."""
-    system, data = build(REPO / "configs" / "mnc" / "shapes.yaml", shapes_root, None, tmp_path)
+    deltas with a CPU ``arange`` (stage 5's regressed boxes, ``MNC._regressed_boxes``)."""
+    system, _ = build(REPO / "configs" / "mnc" / "shapes.yaml", shapes_root, None, tmp_path)
     model = system.model.eval()
-    assert model.inference_stages == 5
-    images, _ = next(iter(data.val_dataloader()))
+    classes = model.num_classes + 1
+    boxes = [torch.tensor([[10.0, 10.0, 50.0, 60.0], [0.0, 5.0, 30.0, 30.0]]), torch.tensor([[20.0, 20.0, 90.0, 80.0]])]
+    class_logits, box_deltas = torch.randn(3, classes), 0.1 * torch.randn(3, 4 * classes)
+    sizes = [(96, 96), (96, 96)]
+    expected = model._regressed_boxes(boxes, class_logits, box_deltas, sizes)
     with simulated_device():
-        to_simulated(model)
-        (pred, *_) = predict_images(model, to_simulated(images))
-    assert all(is_simulated(v) for v in pred.values())
+        regressed = to_simulated(model)._regressed_boxes(*to_simulated((boxes, class_logits, box_deltas)), sizes)
+    for device_boxes, cpu_boxes in zip(regressed, expected, strict=True):
+        assert is_simulated(device_boxes) and torch.equal(device_boxes.cpu(), cpu_boxes)
 
 
 def test_instance_map_is_painted_on_the_masks_device():
