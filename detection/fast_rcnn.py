@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from torchvision.models.detection.transform import resize_boxes
 
 from detection.backbones.base import Backbone
+from detection.exportable import ExportCut, NotExportable
 from detection.proposals.cache import ProposalCache
 from detection.proposals.selective_search import MAX_PROPOSALS, MIN_BOX_SIDE, SelectiveSearchMode, image_to_uint8
 from detection.roi_heads import ROIS_PER_IMAGE, build_roi_heads
@@ -97,6 +98,13 @@ class FastRCNN(nn.Module):
     def propose(self, images: list[Tensor]) -> list[Tensor]:
         """Selective-search proposals ``list[Tensor[R_i, 4]]`` xyxy in each original image's pixels."""
         return [self.proposals.get_or_compute(image_to_uint8(image)).to(image.device) for image in images]
+
+    def export_cut(self) -> ExportCut:
+        """Fast R-CNN is not exported: ``NotExportable`` says why (``detection/exportable.py``)."""
+        raise NotExportable(
+            "Fast R-CNN cannot be exported: its proposals come from selective search (OpenCV, in Python), "
+            "which no graph holds; run predict.py on the checkpoint"
+        )
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
         if self.training and targets is None:

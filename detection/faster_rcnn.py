@@ -19,6 +19,7 @@ back-propagated together, with proposals treated as constants.
 
 from collections import OrderedDict
 
+import torch
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
@@ -26,6 +27,7 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.ops import FeaturePyramidNetwork
 
 from detection.backbones.base import Backbone
+from detection.exportable import ExportCut, WholeDetector, transform_input
 from detection.roi_heads import build_roi_heads
 from detection.transform import build_transform
 
@@ -161,3 +163,16 @@ class FasterRCNN(nn.Module):
         if self.training:
             return {**rpn_losses, **head_losses}
         return self.transform.postprocess(detections, image_list.image_sizes, original_sizes)
+
+    def export_cut(self) -> ExportCut:
+        """The whole model, torchvision's way: one ``image [3, H, W]`` in ``[0, 1]`` of any size ->
+        ``boxes [K, 4]``, ``labels [K]``, ``scores [K]`` in original pixels; nothing stays in Python."""
+        return ExportCut(
+            kind="whole", module=WholeDetector(self), example=torch.rand(3, 96, 128), input_name="image",
+            output_names=["boxes", "labels", "scores"], dynamic={1: "height", 2: "width"},
+            input={"shape": [3, "H", "W"], "values": "one RGB [0, 1] image at its own size (resized and normalised inside the graph)",
+                   "transform": transform_input(self.transform)},
+            python_side="nothing (one image per run)",
+            torch_export_refusal="torch.export cannot capture torchvision's data-dependent NMS (batched_nms guards on the "
+            "number of boxes); export it with --format onnx",
+        )  # fmt: skip

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torchvision.ops import box_convert
 
 from detection.backbones.base import Backbone
+from detection.exportable import ExportCut, fixed_square_cut
 from detection.transform import build_transform
 
 BOX_DIM = 4
@@ -131,6 +132,16 @@ class ClassLocalizationNet(nn.Module):
         class_logits = self.cls_head(features).view(n, self.num_objects, self.num_classes)
         boxes = torch.sigmoid(self.box_head(features)).view(n, self.num_objects, -1, BOX_DIM)
         return class_logits, boxes
+
+    export_attribute = "_heads"  # the method an exported graph replaces (detection/exportable.py)
+
+    def export_cut(self) -> ExportCut:
+        """The network: images ``[N, 3, S, S]`` normalised -> ``class_logits [N, K, C]``, ``boxes
+        [N, K, B, 4]`` (dynamic batch); the transform, softmax and box picking stay in Python."""
+        return fixed_square_cut(
+            self, self.image_size, ["class_logits", "boxes"],
+            python_side="transform (resize, normalise), softmax, the box of the best class, boxes back to the original size",
+        )  # fmt: skip
 
     @staticmethod
     def _pick(boxes: Tensor, class_index: Tensor) -> Tensor:

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from datasets.palette import VOID_INDEX
 from detection.backbones.base import Backbone
+from detection.exportable import EXAMPLE_BATCH, ExportCut, Outputs
 from detection.transform import IMAGENET_MEAN, IMAGENET_STD
 from segmentation.geometry import INPUT, Geometry, trace
 from segmentation.upsample import upsampler_onto
@@ -197,3 +198,17 @@ class FCN(nn.Module):
             skip = skip_score(features[tap])  # stride 16, then 8
             scores = align(upsampler(scores), *skip.shape[-2:]) + skip
         return self.final_aligner(self.final_upsampler(scores), height, width)
+
+    export_attribute = "logits"  # the method an exported graph replaces (detection/exportable.py)
+
+    def export_cut(self) -> ExportCut:
+        """The network: images ``[N, 3, H, W]`` in ``[0, 1]`` at any size (normalise, pad, skips and
+        crop inside) -> ``logits [N, C + 1, H, W]``; the per-pixel argmax stays in Python."""
+        return ExportCut(
+            kind="network", attribute=self.export_attribute, module=Outputs(self, self.logits),
+            example=torch.rand(EXAMPLE_BATCH, 3, 64, 96), input_name="images", output_names=["logits"],
+            dynamic={0: "batch", 2: "height", 3: "width"},
+            input={"shape": ["N", 3, "H", "W"], "values": "RGB [0, 1] image at its own size (normalised and padded inside the graph)",
+                   "mean": [float(v) for v in self.mean.flatten()], "std": [float(v) for v in self.std.flatten()]},
+            python_side="per-pixel argmax of the logits",
+        )  # fmt: skip

@@ -31,6 +31,9 @@ from torch import Tensor, nn
 
 from detection.cli import DetectionCLI
 from detection.predictor import predict_images
+from detection.proposals.cache import ProposalCache
+from detection.proposals.selective_search import image_to_uint8
+from detection.rcnn import RCNN, RCNNStages
 from detection.system import DetectionSystem
 
 SHAPES_CONFIGS = [
@@ -294,23 +297,31 @@ def test_lightning_fit_on_the_simulated_device(config, shapes_root, shapes_singl
     validation and its metrics) under a Lightning strategy whose device is the simulated one:
     one step and one validation batch (``fast_dev_run``), logged values equal to the CPU's."""
     system, _ = build(config, shapes_root, shapes_single_root, tmp_path)
-    metrics = {}
+    metrics, summaries = {}, {}
     for device in ("cpu", "simulated"):
         _, data = build(config, shapes_root, shapes_single_root, tmp_path)  # a fresh one: its sampler's state moves on
         on_device = OnTheDevice()
+        # R-CNN's stages 2 and 3 (SVMs, box regressors) run in on_train_end, on the strategy's device.
+        stages = [RCNNStages(batch_size=2, stats_images=2, stats_boxes=16)] if isinstance(system.model, RCNN) else []
         trainer_args = {"fast_dev_run": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
-                        "enable_model_summary": False, "default_root_dir": tmp_path / device}
+                        "enable_model_summary": False, "default_root_dir": tmp_path / device, "callbacks": stages}
         L.seed_everything(0, verbose=False)  # the same shuffle and augmentation (albumentations draws from numpy / random)
         if device == "cpu":
             trainer = L.Trainer(accelerator="cpu", **trainer_args)
             trainer.fit(copy.deepcopy(system), data)
         else:
-            trainer = L.Trainer(strategy=SingleDeviceStrategy(device=SIMULATED, accelerator=SimulatedAccelerator()), callbacks=[on_device], **trainer_args)
+            trainer_args["callbacks"] = [*stages, on_device]
+            trainer = L.Trainer(strategy=SingleDeviceStrategy(device=SIMULATED, accelerator=SimulatedAccelerator()), **trainer_args)
             with simulated_device():
                 trainer.fit(system, data)
             assert on_device.seen == ["train batch", "optimizer step", "optimizer state", "validation batch"]
         metrics[device] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        summaries[device] = stages[0].summary if stages else {}
     assert any(k.startswith("val/") for k in metrics["cpu"]) and metrics["simulated"] == metrics["cpu"]
+    assert summaries["simulated"].keys() == summaries["cpu"].keys()
+    assert summaries["simulated"] == pytest.approx(summaries["cpu"], rel=1e-4)
+    if stages:
+        assert summaries["cpu"] and bool(system.model.svm_fitted) and bool(system.model.regressor_fitted)
 
 
 # ----------------------------------------------------------------------------- proposals, R-CNN stages, masks
@@ -329,6 +340,15 @@ def test_selective_search_and_the_proposal_cache_on_the_device(shapes_root, tmp_
         assert is_simulated(first) and is_simulated(again) and torch.equal(first.cpu(), again.cpu())
     for image, boxes in zip(images, flipped):
         assert is_simulated(boxes) and len(boxes) > 0 and float(boxes[:, 2].max()) <= image.shape[-1]
+
+    # A precomputed bundle (scripts/make_proposals.py --bundle), read from the CPU file onto the device.
+    bundle = tmp_path / "bundle.pt"
+    torch.save(dict(model.proposals.entry(image_to_uint8(image)) for image in images), bundle)
+    model.proposals = ProposalCache(None, precomputed=bundle)
+    with simulated_device():
+        bundled = model.propose(to_simulated(images))
+    for first, again in zip(computed, bundled):
+        assert is_simulated(again) and torch.equal(first.cpu(), again.cpu())
 
 
 def test_rcnn_svm_and_regressor_fitting_on_the_device(shapes_root, tmp_path):

@@ -18,6 +18,7 @@ from torchvision.models.detection.mask_rcnn import (
 )
 
 from detection.backbones import Backbone, SingleTap
+from detection.exportable import ExportCut, NotExportable
 from detection.faster_rcnn import (
     RPN_BATCH_PER_IMAGE,
     RPN_BG_IOU,
@@ -98,6 +99,13 @@ class MaskRCNNBaseline(nn.Module):
             mask_roi_pool=Float32MultiScaleRoIAlign([feature], MASK_POOL_SIZE, ROI_ALIGN_SAMPLING),
             mask_head=MaskRCNNHeads(channels, tuple(mask_layers), 1),
             mask_predictor=Float32MaskPredictor(mask_layers[-1], mask_layers[-1], num_classes + 1),
+        )
+
+    def export_cut(self) -> ExportCut:
+        """The Mask R-CNN baseline is not exported: ``NotExportable`` says why (``detection/exportable.py``)."""
+        raise NotExportable(
+            "MaskRCNNBaseline cannot be exported: it is MNC's comparison baseline, with no export cut written "
+            "(torchvision's mask pasting into each image would have to trace with the boxes); run predict.py on the checkpoint"
         )
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):

@@ -37,6 +37,7 @@ from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 
 from detection.backbones.base import Backbone
+from detection.exportable import ExportCut, NotExportable
 from detection.faster_rcnn import Float32AnchorGenerator, build_rpn
 from detection.mnc.heads import MASK_HIDDEN, CategoryHead, MaskHead, masked_pooling
 from detection.mnc.rpn import BOX_GRAD_CLIP, DifferentiableRPN
@@ -247,6 +248,15 @@ class MNC(nn.Module):
                 "masks": (pasted >= self.binarize_thresh).to(torch.uint8),
             })  # fmt: skip
         return results
+
+    def export_cut(self) -> ExportCut:
+        """MNC is not exported: ``NotExportable`` says why (``detection/exportable.py``)."""
+        raise NotExportable(
+            "MNC cannot be exported: mask voting (detection/mnc/voting.py) is a Python loop over the kept instances, "
+            "a data-dependent loop that no traced graph holds, and the 5-stage cascade warps the boxes stage 3 regressed "
+            "again; the RPN, RoI warping, the cascade, NMS, mask voting and pasting the masks into each image all stay "
+            "in Python: run predict.py on the checkpoint"
+        )
 
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
         if self.training:

@@ -67,6 +67,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detection.backbones.base import Backbone
+from detection.exportable import EXAMPLE_BATCH, ExportCut, Outputs, transform_input
 from detection.overfeat.merge import MERGE_THRESHOLD, greedy_merge
 from detection.overfeat.network import OverFeatNet
 from detection.overfeat.targets import IGNORE, decode_edges, window_targets
@@ -184,6 +185,24 @@ class OverFeat(nn.Module):
         # Every image of a scale is resized to the same square: no padding (size_divisible=1),
         # so no window looks at padding.
         self.transforms = nn.ModuleDict({str(s): build_transform(fixed_size=s, size_divisible=1) for s in scales})
+
+    export_attribute = "net.dense"  # the method an exported graph replaces (detection/exportable.py)
+
+    def export_cut(self) -> ExportCut:
+        """The dense network: images ``[N, 3, H, W]`` normalised, any size >= the window -> ``outputs
+        [N, K, Ho, Wo]``; every test view (scales, flips), box decoding and the greedy merge stay in Python."""
+        window = self.window_size
+        any_scale = next(iter(self.transforms.values()))
+        return ExportCut(
+            kind="network", attribute=self.export_attribute, module=Outputs(self.net, self.net.dense),
+            example=torch.rand(EXAMPLE_BATCH, 3, 2 * window, 2 * window), input_name="images", output_names=["outputs"],
+            dynamic={0: "batch", 2: "height", 3: "width"},
+            input={"shape": ["N", 3, "s", "s"], "values": "RGB [0, 1] image resized to each test scale s, then normalised",
+                   "test_scales": self.test_scales, "test_flip": self.test_flip,
+                   "transform": {k: v for k, v in transform_input(any_scale).items() if k != "resize"}},
+            python_side="every test view (scale, flip): transform (resize, normalise), class probabilities, box decoding, "
+            "top-k classes, greedy merge over the views, boxes back to the original size",
+        )  # fmt: skip
 
     # ----------------------------------------------------------------------------- shared
     def _class_logits(self, class_logits: Tensor) -> Tensor:

@@ -36,12 +36,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detection.backbones.base import Backbone
+from detection.exportable import EXAMPLE_BATCH, ExportCut
 from detection.proposals.cache import ProposalCache
 from detection.proposals.selective_search import MAX_PROPOSALS, MIN_BOX_SIDE, SelectiveSearchMode, image_to_uint8
 from detection.rcnn.box_regression import BOX_DIM, apply_deltas
 from detection.rcnn.crops import PAPER_CROP_SIZE, scaled_context_padding, warp_batch
 from detection.rcnn.head import RegionNet, RegionOutputs
 from detection.rcnn.postprocess import DETECTIONS_PER_IMAGE, MAX_PER_CLASS, NMS_IOU, detect
+from detection.rcnn.region_scorer import RegionScorer
 from detection.rcnn.sampler import CROPS_PER_BATCH, FG_FRACTION, FG_IOU, label_regions, sample_regions
 from detection.transform import IMAGENET_MEAN, IMAGENET_STD
 
@@ -185,6 +187,22 @@ class RCNN(nn.Module):
         weight = self.bbox_weight.flatten(0, 1)  # [C, 4, D] -> [C*4, D]
         deltas = outputs.pool5 @ weight.T + self.bbox_bias.flatten()  # [R, C*4]
         return apply_deltas(deltas, proposals).view(count, self.num_classes, BOX_DIM)  # [R, C*4] -> [R, C, 4]
+
+    def export_cut(self) -> ExportCut:
+        """The region network with its SVMs and box regressors (``RegionScorer``): ``crops [R, 3, S, S]``
+        normalised -> ``scores [R, C]``, ``box_deltas [R, 4C]``; selective search, warping, applying the
+        deltas and NMS stay in Python, so ``predict.py`` cannot run the file."""
+        size = self.crop_size
+        return ExportCut(
+            kind="region_network", module=RegionScorer(self), example=torch.rand(EXAMPLE_BATCH, 3, size, size),
+            input_name="crops", output_names=["scores", "box_deltas"], dynamic={0: "regions"},
+            input={"shape": ["R", 3, size, size], "values": "regions dilated for context and warped to the crop size, "
+                   "cut from the image normalised with mean / std", "mean": [float(v) for v in self.image_mean.flatten()],
+                   "std": [float(v) for v in self.image_std.flatten()], "context_padding": self.context_padding},
+            python_side="selective search proposals, context dilation and warping of each region, applying the box deltas "
+            "(detection.rcnn.box_regression.apply_deltas), per-class NMS: predict.py cannot run this file",
+            runnable=False,
+        )  # fmt: skip
 
     # ----------------------------------------------------------------------------- forward
     def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):

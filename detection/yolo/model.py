@@ -26,6 +26,7 @@ from typing import Any, Literal, get_args
 
 from torch import Tensor, nn
 
+from detection.exportable import ExportCut, fixed_square_cut
 from detection.transform import build_transform
 from detection.yolo.loss import LAMBDA_COORD, LAMBDA_NOOBJ, yolo_loss
 from detection.yolo.postprocess import DETECTIONS_PER_IMAGE, NMS_THRESHOLD, SCORE_THRESHOLD, select_detections
@@ -173,6 +174,17 @@ class YOLOv1(nn.Module):
         """Normalised, resized batch ``[N, 3, I, I]`` -> raw grid ``[N, S, S, D]``, fp32 also under
         autocast (mixed precision): the loss (eq. 3) and the box decoding read it in fp32."""
         return self.head(self.backbone(batch)[self.feature]).float()
+
+    export_attribute = "predict_grid"  # the method an exported graph replaces (detection/exportable.py)
+
+    def export_cut(self) -> ExportCut:
+        """The network: images ``[N, 3, I, I]`` normalised -> ``grid [N, S, S, 5B + C]`` (dynamic batch);
+        the transform, grid decoding and NMS stay in Python."""
+        return fixed_square_cut(
+            self, self.image_size, ["grid"],
+            python_side="transform (resize, normalise), grid decoding, class-specific confidences, score threshold, "
+            "per-class NMS, boxes back to the original size",
+        )  # fmt: skip
 
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Any]] | None = None
