@@ -4,15 +4,16 @@
 eager head's ``num_classes`` and ``task``, so the one inference path
 (``detection.predictor.predict_images``, ``detection.inference.batch_predict``) runs it unchanged.
 
-How it runs each cut of ``detection.export``:
+How it runs each kind of cut (``detection/exportable.py``; no head is named here):
 
-- ``whole`` (Faster R-CNN): the graph is the head; one run per image.
-- ``network`` (localization, YOLO, FCN, OverFeat): the head is rebuilt from the file's
-  ``class_path`` / ``init_args`` on the ``meta`` device (no memory, no weights), and the method the
-  graph replaces (``predict_grid``, ``_heads``, ``logits``, ``net.dense``) is set to the graph on
-  that instance; the head's own forward then runs everything else (transform, decoding, NMS,
-  merging, postprocess), so eager and onnxruntime share that code line for line.
-- ``region_network`` (R-CNN) is refused: selective search, warping and NMS are not in the file.
+- ``whole``: the graph is the head; one run per image.
+- ``network``: the head is rebuilt from the file's ``class_path`` / ``init_args`` on the ``meta``
+  device (no memory, no weights), and the method the graph replaces (the head class's
+  ``export_attribute``, which must equal the file's) is set to the graph on that instance; the
+  head's own forward then runs everything else (transform, decoding, NMS, merging, postprocess),
+  so eager and onnxruntime share that code line for line.
+- a cut the file marks not ``runnable`` (a region network whose proposals, warping and NMS are
+  not in the file) is refused, with what stays in Python.
 
 The file is untrusted like a checkpoint: its ``class_path`` must start with one of
 ``allowed_prefixes`` (``detection.checkpoint.build_model`` checks), and no weights leave the graph.
@@ -29,7 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from detection.checkpoint import DEFAULT_ALLOWED_PREFIXES, CheckpointError, LoadedDetector, build_model, load_detector
-from detection.export import METADATA_KEY, METADATA_VERSION, network_attribute
+from detection.export import METADATA_KEY, METADATA_VERSION
+from detection.exportable import network_attribute
 
 ONNX_SUFFIX = ".onnx"
 QUIET_LOG_LEVEL = 3  # onnxruntime: errors only (its graph-optimisation warnings are not the user's concern)
