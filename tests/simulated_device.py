@@ -58,7 +58,9 @@ from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import _get_current_function_mode_stack
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._device import DeviceContext, _device_constructors
 from torch.utils._pytree import tree_map
 
 SIMULATED = torch.device("meta")
@@ -235,6 +237,8 @@ def _from_data(make):
         device = kwargs.get("device")
         if device is None and make is _NEW_TENSOR and isinstance(args[0], SimulatedTensor):
             device = SIMULATED
+        if device is None and make is not _NEW_TENSOR:  # under ``with torch.device(SIMULATED)``, as Lightning's init_module
+            device = _default_device()
         if not _is_simulated_device(device):
             return make(*args, **kwargs)
         kwargs["device"] = CPU
@@ -246,6 +250,17 @@ def _from_data(make):
     return from_data
 
 
+def _default_device() -> torch.device | None:
+    """The device of the innermost ``with torch.device(...)`` (``torch.get_default_device()`` calls ``torch.tensor``)."""
+    for mode in reversed(_get_current_function_mode_stack()):
+        if isinstance(mode, DeviceContext):
+            return mode.device
+    return None
+
+
+# ``with torch.device(...)`` recognises factories by identity, in a set cached on first use: fill it
+# now, with the real ``torch.tensor`` & co., before ``simulated_device()`` ever patches them.
+_device_constructors()
 _NEW_TENSOR = Tensor.new_tensor
 _FROM_DATA = {(torch, "tensor"): torch.tensor, (torch, "as_tensor"): torch.as_tensor, (Tensor, "new_tensor"): _NEW_TENSOR}
 

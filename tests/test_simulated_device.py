@@ -108,8 +108,10 @@ def test_moves_both_ways_and_factories_given_the_device_are_tagged():
             x.new_tensor([5.0]), torch.full_like(x, 2.0), torch.randperm(4, device=x.device), torch.ones(1).to(x),
             x.to(torch.float16),
         ]
+        with torch.device(SIMULATED):  # the default device: factories and torch.tensor follow it
+            made += [torch.zeros(2), torch.tensor([6.0]), nn.BatchNorm1d(2).num_batches_tracked]
         assert all(is_simulated(t) for t in made), [type(t).__name__ for t in made]
-        assert made[3].tolist() == [1.0, 2.0] and made[4].tolist() == [3, 4] and made[6].tolist() == [5.0]
+        assert made[3].tolist() == [1.0, 2.0] and made[4].tolist() == [3, 4] and made[6].tolist() == [5.0] and made[-2].tolist() == [6.0]
         assert type(torch.arange(3)) is Tensor  # no device=: a plain CPU tensor, which the checks then catch
         with torch.inference_mode():  # predict_images' mode: views and moves still work
             assert is_simulated(x[0].detach().to(torch.float64)) and is_simulated(torch.tensor(1).to(x))
@@ -197,10 +199,7 @@ VARIANTS = {
         {"regression": "frozen", "class_agnostic": "false", "train_scales": "[128, 192]", "test_scales": "[128, 192]", "pre_merge_top_n": "20"},
     ),
     "mnc/3_stages_no_voting": ("mnc/shapes.yaml", {"inference_stages": "3", "mask_voting": "false"}),
-    "mnc/voc_settings": (
-        "mnc/shapes.yaml",
-        {"stage5_min_score": "0.2", "binarize_thresh": "0.4", "nms_thresh": "0.3", "positive_fraction": "0.3", "mask_loss_weight": "2.0"},
-    ),
+    "mnc/stage5_min_score": ("mnc/shapes.yaml", {"stage5_min_score": "0.2", "mask_voting": "false"}),
     "localization/l2_class_agnostic_2_objects": ("localization/shapes.yaml", {"box_loss": "l2", "class_agnostic": "true", "num_objects": "2"}),
 }
 
@@ -324,6 +323,23 @@ def test_lightning_fit_on_the_simulated_device(config, shapes_root, shapes_singl
         assert summaries["cpu"] and bool(system.model.svm_fitted) and bool(system.model.regressor_fitted)
 
 
+@pytest.mark.parametrize("config", SHAPES_CONFIGS, ids=CONFIG_IDS)
+def test_models_built_directly_on_the_device(config, shapes_root, shapes_single_root, tmp_path):
+    """Built under ``with torch.device(...)`` (as Lightning's ``trainer.init_module()`` builds a model
+    on the GPU), every parameter and buffer is made on the device (constants computed in a
+    constructor, such as OverFeat's ``WINDOW_EDGES`` initial bias, included) and the model trains
+    and predicts there."""
+    with simulated_device(), torch.device(SIMULATED):
+        system, data = build(config, shapes_root, shapes_single_root, tmp_path)
+    assert all(is_simulated(t) for t in [*system.parameters(), *system.buffers()])
+    images, targets = next(iter(data.train_dataloader()))
+    with simulated_device():
+        losses = system.model.train()(*to_simulated((images, targets)))
+        sum(losses.values()).backward()
+        (pred,) = predict_images(system.model.eval(), to_simulated(images[:1]))
+    assert all(is_simulated(v) for v in [*losses.values(), *pred.values()])
+
+
 # ----------------------------------------------------------------------------- proposals, R-CNN stages, masks
 def test_selective_search_and_the_proposal_cache_on_the_device(shapes_root, tmp_path):
     system, data = build(REPO / "configs" / "fast_rcnn" / "shapes.yaml", shapes_root, None, tmp_path)
@@ -373,7 +389,7 @@ def test_rcnn_svm_and_regressor_fitting_on_the_device(shapes_root, tmp_path):
 def test_mnc_pasted_masks_and_the_instance_map_on_the_device(shapes_root, tmp_path):
     from detection.inference import instance_map
 
-    system, data = build(REPO / "configs" / "mnc" / "shapes.yaml", shapes_root, None, tmp_path)
+    system, data = build(REPO / "configs" / "mnc" / "shapes.yaml", shapes_root, None, tmp_path, mask_voting="false")  # voting: above
     model = system.model.eval()
     images, _ = next(iter(data.val_dataloader()))
     cpu_preds = predict_images(model, images)
