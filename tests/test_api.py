@@ -214,3 +214,12 @@ def test_the_documented_example_runs(checkpoint: Path, shapes_root, tmp_path: Pa
     assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "exported" / "model.onnx").is_file()
     assert namespace["metrics"] == json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert str(namespace["metrics"]["map_50"]) in capsys.readouterr().out
+
+
+def test_the_readme_shows_the_documented_example() -> None:
+    """A README block that uses the API is the example above, word for word, so it runs too."""
+    doc_example = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)[0]
+    readme = [b for b in re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.DOTALL) if "Detector" in b]
+    if not readme:
+        pytest.skip("README.md shows no Python API example yet")
+    assert all(block == doc_example for block in readme), "README.md's API example differs from docs/python_api.md's"
