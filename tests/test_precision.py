@@ -26,6 +26,7 @@ SHAPES_CONFIGS = [
         "fast_rcnn/shapes.yaml",
         "rcnn/shapes.yaml",
         "yolo/shapes.yaml",
+        "yolo/shapes_fc.yaml",
         "fast_yolo/shapes.yaml",
         "fcn/shapes.yaml",
         "overfeat/shapes.yaml",
