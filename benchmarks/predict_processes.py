@@ -24,7 +24,7 @@ import yaml
 from benchmarks.predict_command import checkpoint, shapes_folder, watch_predict
 from benchmarks.runs import REPO
 
-IMAGES, QUICK_IMAGES = 6_000, 120
+IMAGES, QUICK_IMAGES = 6_000, 40
 IMAGE_SIZE = 128
 CONFIG = REPO / "configs" / "faster_rcnn" / "shapes.yaml"
 ARGS = ["--batch-size", "8", "--num-workers", "0", "--device", "cpu", "--no-progress"]

@@ -33,7 +33,7 @@ from benchmarks.predict_command import checkpoint, shapes_folder, watch_predict
 from benchmarks.runs import REPO
 from detection.journal import journal_paths
 
-SIZES, QUICK_SIZES = (10_000, 100_000), (300, 1_000)
+SIZES, QUICK_SIZES = (10_000, 100_000), (100, 300)
 IMAGE_SIZE = 32
 MODEL = {"class_path": "detection.tiny.TinyDetector", "init_args": {"num_classes": 4, "width": 8, "image_size": IMAGE_SIZE}}
 ARGS = ["--batch-size", "32", "--num-workers", "1", "--no-draw", "--device", "cpu", "--no-progress"]

@@ -67,8 +67,8 @@ SIMULATED = torch.device("meta")
 CPU = torch.device("cpu")
 
 aten = torch.ops.aten
+_TO_OTHER = {aten.to.other}  # x.to(other): other's device, tagged or not
 # Ops that move data between devices: their whole purpose is to mix them.
-_TO_OTHER = {aten.to.other}
 _CROSS_DEVICE_OPS = {
     aten._to_copy.default, aten.copy_.default, aten.copy.default, aten._copy_from.default,
     aten.to.device, aten.to.dtype_layout, aten.to.dtype, aten.to.other,

@@ -39,7 +39,9 @@ CONFIG_IDS = [f"{p.parent.name}/{p.stem}" for p in SHAPES_CONFIGS]
 
 
 # CUDA's 16-mixed on the CPU: Lightning's own plugin, named explicitly (see the module docstring).
-FP16_GRAD_SCALER_ON_CPU = '{"class_path": "lightning.pytorch.plugins.MixedPrecision", "init_args": {"precision": "16-mixed", "device": "cpu"}}'
+FP16_GRAD_SCALER_ON_CPU = (
+    '{"class_path": "lightning.pytorch.plugins.MixedPrecision", "init_args": {"precision": "16-mixed", "device": "cpu"}}'
+)
 MAX_SCALER_BACK_OFFS = 8  # 65536 / 2**8 = 256: a head still overflowing there has a real fp16 problem
 
 
