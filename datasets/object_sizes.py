@@ -29,7 +29,10 @@ ratios at the evenly spaced quantiles of ``h / w``. For comparison, YOLO-style f
 
 The suggested input size makes the 5th-percentile object ``MIN_OBJECT_STRIDES`` cells of the
 finest stride wide (4 x 8 = 32 px for a stride-8 tap: COCO's small/medium boundary, below which
-every detector's AP drops), rounded up to a multiple of 32.
+every detector's AP drops), rounded up to a multiple of 32. YOLO's cells are a fixed fraction of
+its square input (``image_size / grid_size``), so no input size changes how many cells an object
+spans: for a grid head the suggestion is a ``grid_size`` whose cell is no larger than the
+5th-percentile object.
 
 Shape letters: ``B`` boxes, ``A`` anchors.
 """
@@ -117,12 +120,14 @@ class InputResize:
 @dataclass(frozen=True)
 class ModelSizing:
     """What of a config's model bounds the objects it localises: its resize, the strides of the maps
-    its head reads (increasing) and its anchors (``None``: a head without anchors)."""
+    its head reads (increasing), its anchors (``None``: a head without anchors), and YOLO's ``grid_size``
+    (``None``: a head on backbone taps)."""
 
     resize: InputResize
     strides: tuple[int, ...]
     anchor_sizes: tuple[float, ...] | None = None
     aspect_ratios: tuple[float, ...] | None = None
+    grid_size: int | None = None
 
 
 def percentiles(values: np.ndarray, qs: tuple[int, ...] = PERCENTILES) -> dict[int, float]:
@@ -279,19 +284,18 @@ def model_sizing(config: dict[str, Any]) -> ModelSizing | None:
         return None
     if "grid_size" in args:  # YOLO: one cell of an S x S grid
         strides = (max(1, int(args["image_size"]) // int(args["grid_size"])),)
-    else:
-        taps = args.get("feature")
-        tap_strides = backbone_strides(args["backbone"]) if isinstance(args.get("backbone"), dict) else {}
-        if taps is None or not tap_strides:
-            strides = (min(tap_strides.values()),) if tap_strides else ()
-        else:
-            strides = tuple(sorted(tap_strides[t] for t in ([taps] if isinstance(taps, str) else taps)))
+    elif args.get("feature") is not None and isinstance(args.get("backbone"), dict):  # the taps the head reads
+        taps, tap_strides = args["feature"], backbone_strides(args["backbone"])
+        strides = tuple(sorted(tap_strides[t] for t in ([taps] if isinstance(taps, str) else taps)))
+    else:  # a head regressing from the whole image (localization): no grid to fall between
+        strides = ()
     anchors = args.get("anchor_sizes")
     return ModelSizing(
         resize=resize,
         strides=strides,
         anchor_sizes=tuple(float(s) for s in anchors) if anchors else None,
         aspect_ratios=tuple(float(r) for r in args.get("aspect_ratios") or (1.0,)) if anchors else None,
+        grid_size=int(args["grid_size"]) if "grid_size" in args else None,
     )
 
 
@@ -337,7 +341,9 @@ def size_lines(sizes: BoxSizes, sizing: ModelSizing | None = None) -> tuple[list
     if sizing.strides and p5 < sizing.strides[0]:
         warnings.append(
             f"5% of objects are under {p5:.1f} px at the input size, less than one cell of the finest map the "
-            f"head reads (stride {sizing.strides[0]}): enlarge the input (min_size) or read a finer tap"
+            f"head reads (stride {sizing.strides[0]}): """ + (
+                "a finer grid (grid_size)" if sizing.grid_size else "enlarge the input size or read a finer tap"
+            )
         )
     num_sizes, num_ratios = (len(sizing.anchor_sizes), len(sizing.aspect_ratios)) if sizing.anchor_sizes else (0, 0)
     if sizing.anchor_sizes:
@@ -361,11 +367,14 @@ def size_lines(sizes: BoxSizes, sizing: ModelSizing | None = None) -> tuple[list
             )
     if not sizing.strides:
         return lines, warnings
+    if sizing.grid_size is not None:  # cells scale with the input: only a finer grid makes them smaller
+        grid = max(sizing.grid_size, math.ceil(sizing.grid_size * sizing.strides[0] / p5))
+        return lines + [f"suggested grid_size: {grid} (cells no larger than the 5th-percentile object, {p5:.1f} px at the input size)"], warnings
     suggested = suggest_input_size(sizes, sizing.strides[0], sizing.resize)
     suggested_wh = sizes.wh * suggested.scales(sizes.image_hw)
     lines += [
-        f"suggested input size: {suggested.describe()} (the 5th-percentile object {MIN_OBJECT_STRIDES} cells of stride "
-        f"{sizing.strides[0]}: {MIN_OBJECT_STRIDES * sizing.strides[0]} px)"
+        f"suggested input size: {suggested.describe()} (the 5th-percentile object {MIN_OBJECT_STRIDES} cells of "
+        f"stride {sizing.strides[0]}: {MIN_OBJECT_STRIDES * sizing.strides[0]} px)"
     ]
     if num_sizes:
         anchor_sizes, ratios = suggest_anchors(suggested_wh, num_sizes, num_ratios)

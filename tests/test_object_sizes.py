@@ -120,6 +120,13 @@ def test_size_lines_give_sizes_at_the_input_size_warnings_and_a_suggestion():
     assert size_lines(sizes, fitting)[1] == []
 
 
+def test_a_grid_head_gets_a_grid_size_not_an_input_size():
+    sizes = sizes_of([(20.0, 20.0)] * 10, (320, 320))  # at 320 x 320 with a 10 x 10 grid: 20 px objects, 32 px cells
+    lines, warnings = size_lines(sizes, ModelSizing(InputResize(fixed_size=320), (32,), grid_size=10))
+    assert lines[-1].startswith("suggested grid_size: 16 (cells no larger than the 5th-percentile object, 20.0 px")
+    assert len(warnings) == 1 and "a finer grid (grid_size)" in warnings[0]
+
+
 def test_sizes_without_a_config_or_without_boxes():
     lines, warnings = size_lines(sizes_of([(30.0, 30.0)] * 3, (100, 100)))
     assert warnings == [] and "k-means anchors (YOLOv2 clusters, k=1, w x h): 30x30" in "\n".join(lines)
@@ -138,6 +145,9 @@ def test_model_sizing_reads_resize_strides_and_anchors_from_configs():
     assert mnc.strides == (16,) and mnc.anchor_sizes == (32.0, 64.0, 128.0, 256.0, 512.0)
     yolo = sizing("yolo/bccd_pretrained.yaml")
     assert yolo.resize == InputResize(fixed_size=320) and yolo.strides == (32,) and yolo.anchor_sizes is None
+    assert yolo.grid_size == 10 and bccd.grid_size is None
+    localization = sizing("localization/shapes.yaml")  # regresses from the whole image: no stride, no anchors
+    assert localization.resize == InputResize(fixed_size=128) and localization.strides == ()
     assert sizing("fcn/roboflow_tqb_pretrained.yaml") is None  # a semantic head: no boxes
 
 
