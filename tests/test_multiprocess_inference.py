@@ -1,5 +1,6 @@
 """``predict.py`` and ``evaluate.py --checkpoint`` on 2 CPU processes (gloo, Lightning Fabric):
-the outputs and metrics of one process, and a run that survives ``kill -9`` of either process.
+the outputs and metrics of one process, on one machine or on two "nodes" under torchrun, and a
+run that survives ``kill -9`` of either process.
 
 The commands run as subprocesses, as a user runs them: the first process starts the second by
 re-running the command line (Lightning's launcher). Batches are dealt round-robin, so with
@@ -8,6 +9,7 @@ re-running the command line (Lightning's launcher). Batches are dealt round-robi
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -56,18 +58,29 @@ def _folder(root: Path, white: int) -> Path:
     return root
 
 
-def _run(script: str, *args: str, devices: int) -> subprocess.CompletedProcess:
+def _environment() -> dict[str, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
     for name in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
-    command = [sys.executable, str(REPO / "scripts" / f"{script}.py"), *args, "--devices", str(devices), "--device", "cpu",
-               "--num-workers", "0", "--no-progress", "--allow-class-prefix", "crash_toys."]  # fmt: skip
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=REPO)
+    return env
+
+
+def _command(script: str, *args: str, devices: int) -> list[str]:
+    return [str(REPO / "scripts" / f"{script}.py"), *args, "--devices", str(devices), "--device", "cpu", "--num-workers", "0",
+            "--no-progress", "--allow-class-prefix", "crash_toys."]  # fmt: skip
+
+
+def _run(script: str, *args: str, devices: int) -> subprocess.CompletedProcess:
+    command = [sys.executable, *_command(script, *args, devices=devices)]
+    return subprocess.run(command, env=_environment(), capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=REPO)
+
+
+def _predict_args(checkpoint: Path, folder: Path, out: Path) -> list[str]:
+    return ["--checkpoint", str(checkpoint), "--input", str(folder), "--out", str(out), "--batch-size", str(BATCH), "--score-threshold", "0"]
 
 
 def _predict(checkpoint: Path, folder: Path, out: Path, devices: int) -> subprocess.CompletedProcess:
-    return _run("predict", "--checkpoint", str(checkpoint), "--input", str(folder), "--out", str(out), "--batch-size", str(BATCH),
-                "--score-threshold", "0", devices=devices)  # fmt: skip
+    return _run("predict", *_predict_args(checkpoint, folder, out), devices=devices)
 
 
 def _files(out: Path) -> dict[str, bytes]:
@@ -115,6 +128,29 @@ def test_two_processes_write_what_one_process_writes(checkpoint: Path, one_proce
     journals = journal_paths(tmp_path / "out")
     assert [p.name for p in journals] == ["journal.jsonl", "journal.1.jsonl"]
     assert all(p.stat().st_size > 0 for p in journals)  # both processes predicted a share
+    assert _files(tmp_path / "out") == one_process(6)
+
+
+def test_two_nodes_under_torchrun_write_what_one_process_writes(checkpoint: Path, one_process, tmp_path: Path) -> None:
+    """Two "machines" on this one, each a ``torchrun --nnodes 2 --node-rank R --nproc-per-node 1``
+    of ``predict.py --devices 1 --num-nodes 2``, as a user starts them on a cluster without SLURM."""
+    folder = _folder(tmp_path / "images", white=6)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
+             "--master-addr", "127.0.0.1", "--master-port", str(port),
+             *_command("predict", *_predict_args(checkpoint, folder, tmp_path / "out"), devices=1), "--num-nodes", "2"],
+            env=_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    logs = [node.communicate(timeout=RUN_TIMEOUT_S)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], logs
+    assert f"{IMAGES + 1} images: {IMAGES} predicted now" in logs[0] and "images:" not in logs[1]
+    assert all(p.stat().st_size > 0 for p in journal_paths(tmp_path / "out")) and len(journal_paths(tmp_path / "out")) == 2
     assert _files(tmp_path / "out") == one_process(6)
 
 
