@@ -5,9 +5,11 @@ Both systems carry the same plain hyperparameters (``optimizer``, ``lr``, ``mome
 ``lr_gamma``, ``backbone_lr_mult``); the schedule is stepped per optimizer step, after a linear warm-up.
 
 The schedule's length is fixed when fitting starts, from ``trainer.max_epochs`` (or
-``max_steps``), as detectron2 and torchvision's references fix theirs by iterations; detseg
-configs end by epochs. ``trainer.max_time`` can end the run before that, with the LR never
-decayed: a warning says so when fitting starts, and again when the clock did stop the run.
+``max_steps``), as detectron2 and torchvision's references fix theirs by iterations; most detseg
+configs end by epochs, ``configs/faster_rcnn/photos_pretrained.yaml`` by steps (``max_epochs: -1``,
+``max_steps``: the cosine then spans ``max_steps`` whatever the data set's size).
+``trainer.max_time`` can end the run before that, with the LR never decayed: a warning says so
+when fitting starts, and again when the clock did stop the run.
 """
 
 import math
@@ -94,6 +96,8 @@ def _timer(trainer: L.Trainer) -> Timer | None:
 
 
 def _run_length(trainer: L.Trainer) -> str:
+    if trainer.max_steps > 0 and trainer.max_epochs in (None, -1):  # a run that ends by steps only
+        return f"max_steps={trainer.max_steps}"
     if trainer.max_steps > 0:
         return f"max_epochs={trainer.max_epochs}, max_steps={trainer.max_steps}"
     return f"max_epochs={trainer.max_epochs}"
@@ -107,10 +111,10 @@ def warn_if_time_limited(trainer: L.Trainer, scheduler: str, total_steps: int) -
     left = timedelta(seconds=round(timer.time_remaining() or 0))
     rank_zero_warn(
         f"scheduler={scheduler!r} spans {_run_length(trainer)} ({total_steps} optimizer steps), but "
-        f"trainer.max_time ({left} left) may stop the run at an earlier epoch, with the learning rate "
+        f"trainer.max_time ({left} left) may stop the run before its last step, with the learning rate "
         "not decayed as planned. As in detectron2 and torchvision's references the schedule is fixed "
-        "by the run's length (detseg configs end by epochs), not by the clock: set trainer.max_epochs "
-        "to what fits in the time, or keep max_time only as a safety stop."
+        "by the run's length (detseg configs end by epochs or by max_steps), not by the clock: set "
+        "trainer.max_epochs (or max_steps) to what fits in the time, or keep max_time only as a safety stop."
     )
 
 

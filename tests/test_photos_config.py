@@ -1,0 +1,158 @@
+"""configs/faster_rcnn/photos_pretrained.yaml: the natural-photo fine-tuning recipe, whose schedule
+is a number of optimizer steps (``max_steps``) rather than epochs.
+
+- one train and one eval step through LightningCLI on the tiny generated shapes;
+- the schedule: two data sets of different sizes give the same optimizer steps, validations and
+  learning-rate trajectory (the cosine spans ``max_steps``); the max_time warning names max_steps;
+- step-based checkpoints: ``last.ckpt`` at ``max_steps`` in the middle of an epoch, ``best.ckpt``
+  from a validation step;
+- the header's two command lines (BCCD, coco_mini persons) parse and their data modules read the
+  real samples in ../shared/data (skipped when it is absent).
+"""
+
+import functools
+import re
+import shlex
+from datetime import timedelta
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from config_runs import REPO, fit_fast_dev_run
+from script_loader import load_script
+from system_toys import ToyDataModule, ToyEvaluator
+
+from datasets.datamodule import DetectionDataModule
+from detection.system import DetectionSystem
+from detection.tiny import TinyDetector
+
+CONFIG = REPO / "configs" / "faster_rcnn" / "photos_pretrained.yaml"
+SMALL_MODEL = ["--model.model.init_args.min_size", "128", "--model.model.init_args.max_size", "160"]
+
+
+def _config() -> dict:
+    return yaml.safe_load(CONFIG.read_text())
+
+
+def header_commands() -> list[list[str]]:
+    """The ``python scripts/train.py fit ...`` command lines of the config's header, as argument
+    lists after ``scripts/train.py`` (continuation lines joined)."""
+    text = "\n".join(line[1:] for line in CONFIG.read_text().splitlines() if line.startswith("#"))
+    text = text.replace("\\\n", " ")
+    commands = re.findall(r"python scripts/train\.py (fit --config [^\n]+)", text)
+    return [shlex.split(command) for command in commands]
+
+
+def test_the_recipe_ends_by_steps_and_validates_its_last_step():
+    trainer = _config()["trainer"]
+    assert trainer["max_epochs"] == -1 and trainer["check_val_every_n_epoch"] is None
+    assert trainer["max_steps"] % trainer["val_check_interval"] == 0, "the last step would not be validated"
+    assert _config()["last_checkpoint"]["every_n_train_steps"] == trainer["val_check_interval"]
+    data = _config()["data"]["init_args"]
+    assert not data.get("vertical_flip", False) and data.get("augment", True) is True  # horizontal flips only
+
+
+def test_fast_dev_run_on_generated_shapes(shapes_root, shapes_single_root, tmp_path):
+    cli = fit_fast_dev_run(CONFIG, shapes_root, shapes_single_root, tmp_path,
+                           "--data.init_args.root", str(shapes_root.voc_root), *SMALL_MODEL)  # fmt: skip
+    assert cli.trainer.global_step == 1
+    assert "val/map_50" in cli.trainer.callback_metrics
+    assert cli.model.classes == sorted(shapes_root.classes)  # VOC: the sorted names of the annotations
+
+
+class _LearningRates(L.Callback):
+    """The heads' learning rate before every optimizer step, and the global step of every validation."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+        self.validated_at: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.validated_at.append(trainer.global_step)
+
+
+def _fit_by_steps(train_count: int, **trainer_args) -> tuple[L.Trainer, _LearningRates]:
+    """The config's step-based trainer settings, scaled down (12 steps, validation every 4), on a toy
+    data set of ``train_count`` images in batches of 2."""
+    torch.manual_seed(0)
+    config = _config()["trainer"]
+    system = DetectionSystem(model=TinyDetector(num_classes=2), evaluator=functools.partial(ToyEvaluator),
+                             monitor="cls_loc_accuracy", lr=0.1, scheduler="cosine", warmup_steps=3)  # fmt: skip
+    recorder = _LearningRates()
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=config["max_epochs"], check_val_every_n_epoch=config["check_val_every_n_epoch"],
+        max_steps=12, val_check_interval=4, num_sanity_val_steps=0, callbacks=[recorder], **trainer_args,
+    )  # fmt: skip
+    trainer.fit(system, ToyDataModule(train_count=train_count, val_count=2, batch_size=2))
+    return trainer, recorder
+
+
+def test_schedule_spans_max_steps_whatever_the_data_set_size():
+    (small, small_lrs), (large, large_lrs) = _fit_by_steps(4), _fit_by_steps(20)  # 2 and 10 batches per epoch
+    assert small.current_epoch != large.current_epoch  # 6 epochs against 1.2: the epochs differ ...
+    for trainer in (small, large):  # ... the steps and the schedule do not
+        schedule = trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
+        assert trainer.global_step == 12 and schedule.total_steps == 12
+    assert small_lrs.lrs == pytest.approx(large_lrs.lrs) and len(small_lrs.lrs) == 12
+    peak = max(small_lrs.lrs)
+    assert small_lrs.lrs[0] < 0.01 * peak and small_lrs.lrs[-1] < 0.1 * peak  # warm-up, then decay
+    for trainer in (small, large):  # the cosine reaches 0 at max_steps, not at some epoch
+        assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert small_lrs.validated_at == large_lrs.validated_at == [4, 8, 12]
+
+
+def test_max_time_warning_names_the_steps():
+    with pytest.warns(UserWarning, match=r"scheduler='cosine' spans max_steps=12 \(12 optimizer steps\)"):
+        _fit_by_steps(4, max_time=timedelta(hours=1))
+
+
+def test_last_and_best_checkpoints_with_validation_every_n_steps(shapes_root, tmp_path):
+    """12 training images in batches of 2 are 6 steps an epoch: max_steps 4 ends inside the first
+    epoch, and last.ckpt is still written at step 4; best.ckpt comes from a validation step."""
+    load_script("train").main([
+        "fit", "--config", str(CONFIG), "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(tmp_path), "--data.init_args.root", str(shapes_root.voc_root),
+        "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "2", *SMALL_MODEL,
+        "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.num_sanity_val_steps", "0",
+        "--last_checkpoint.every_n_train_steps", "2",
+    ])  # fmt: skip
+    checkpoints = tmp_path / "checkpoints"
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    best = torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=True)
+    assert (last["global_step"], last["epoch"]) == (4, 0)
+    assert best["global_step"] in (2, 4)
+    monitor = next(state for key, state in best["callbacks"].items() if "val/map_50" in key)
+    assert monitor["best_model_path"].endswith("best.ckpt")
+
+
+def test_header_commands_are_bccd_and_coco_persons():
+    roots = [args[args.index("--data.init_args.root") + 1] for args in header_commands()]
+    assert roots == ["../shared/data/voc_bccd/BCCD", "../shared/data/coco_mini"]
+
+
+@pytest.mark.parametrize(
+    "index,classes,train_images",
+    [(0, ["Platelets", "RBC", "WBC"], 205), (1, ["person"], 36)],
+    ids=["bccd", "coco_mini_person"],
+)
+def test_header_command_reads_the_shared_data(index, classes, train_images, shared_data, capsys):
+    """The command as the header prints it parses, and its data section reads the real sample."""
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("train").main([*header_commands()[index], "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    overrides = [a for a in header_commands()[index] if a.startswith("--") and a != "--config"]
+    assert {a.split(".")[-1] for a in overrides} <= {"root", "format", "classes", "train_split", "val_split", "test_split"}
+    init_args = printed["data"]["init_args"]
+    init_args["root"] = str(REPO / init_args["root"])
+    assert (REPO / init_args["root"]).resolve().is_relative_to(shared_data.resolve())
+    data = DetectionDataModule(**{**init_args, "num_workers": 0})
+    data.setup("fit")
+    assert data.classes == classes and len(data.datasets["train"]) == train_images
+    assert len(data.datasets["val"]) > 0
