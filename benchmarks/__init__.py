@@ -39,5 +39,6 @@ BENCHMARKS = (  # module names under benchmarks/, in the order ``run all`` takes
     "predict_scale",
     "predict_processes",
     "fcn_pretrained",
+    "photos_pretrained",
     "gpu",
 )
