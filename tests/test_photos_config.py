@@ -156,3 +156,12 @@ def test_header_command_reads_the_shared_data(index, classes, train_images, shar
     data.setup("fit")
     assert data.classes == classes and len(data.datasets["train"]) == train_images
     assert len(data.datasets["val"]) > 0
+
+
+def test_the_own_dataset_guide_copies_this_config():
+    """docs/own_dataset.md step 2: its cp + sed lines name this config, and each sed pattern is in it."""
+    guide = (REPO / "docs" / "own_dataset.md").read_text()
+    assert "cp configs/faster_rcnn/photos_pretrained.yaml " in guide
+    sed = next(line for line in guide.splitlines() if line.startswith("sed -i") and "my_photos" in line)
+    patterns = re.findall(r"s#([^#]+)#[^#]*#", sed)
+    assert len(patterns) == 2 and all(pattern in CONFIG.read_text() for pattern in patterns), patterns
