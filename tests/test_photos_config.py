@@ -12,7 +12,6 @@ is a number of optimizer steps (``max_steps``) rather than epochs.
 
 import functools
 import re
-import shlex
 from datetime import timedelta
 
 import lightning as L
@@ -23,6 +22,7 @@ from config_runs import REPO, fit_fast_dev_run
 from script_loader import load_script
 from system_toys import ToyDataModule, ToyEvaluator
 
+from benchmarks.photos_pretrained import header_commands
 from datasets.datamodule import DetectionDataModule
 from detection.system import DetectionSystem
 from detection.tiny import TinyDetector
@@ -33,15 +33,6 @@ SMALL_MODEL = ["--model.model.init_args.min_size", "128", "--model.model.init_ar
 
 def _config() -> dict:
     return yaml.safe_load(CONFIG.read_text())
-
-
-def header_commands() -> list[list[str]]:
-    """The ``python scripts/train.py fit ...`` command lines of the config's header, as argument
-    lists after ``scripts/train.py`` (continuation lines joined)."""
-    text = "\n".join(line[1:] for line in CONFIG.read_text().splitlines() if line.startswith("#"))
-    text = text.replace("\\\n", " ")
-    commands = re.findall(r"python scripts/train\.py (fit --config [^\n]+)", text)
-    return [shlex.split(command) for command in commands]
 
 
 def test_the_recipe_ends_by_steps_and_validates_its_last_step():
@@ -132,22 +123,21 @@ def test_last_and_best_checkpoints_with_validation_every_n_steps(shapes_root, tm
 
 
 def test_header_commands_are_bccd_and_coco_persons():
-    roots = [args[args.index("--data.init_args.root") + 1] for args in header_commands()]
-    assert roots == ["../shared/data/voc_bccd/BCCD", "../shared/data/coco_mini"]
+    commands = header_commands(CONFIG)  # what python -m benchmarks run photos_pretrained runs
+    roots = {name: args[args.index("--data.init_args.root") + 1] for name, args in commands.items()}
+    assert roots == {"bccd": "../shared/data/voc_bccd/BCCD", "coco_mini_person": "../shared/data/coco_mini"}
 
 
 @pytest.mark.parametrize(
-    "index,classes,train_images",
-    [(0, ["Platelets", "RBC", "WBC"], 205), (1, ["person"], 36)],
-    ids=["bccd", "coco_mini_person"],
+    "name,classes,train_images", [("bccd", ["Platelets", "RBC", "WBC"], 205), ("coco_mini_person", ["person"], 36)]
 )
-def test_header_command_reads_the_shared_data(index, classes, train_images, shared_data, capsys):
+def test_header_command_reads_the_shared_data(name, classes, train_images, shared_data, capsys):
     """The command as the header prints it parses, and its data section reads the real sample."""
     with pytest.raises(SystemExit) as exit_info:
-        load_script("train").main([*header_commands()[index], "--print_config"])
+        load_script("train").main([*header_commands(CONFIG)[name], "--print_config"])
     assert exit_info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
-    overrides = [a for a in header_commands()[index] if a.startswith("--") and a != "--config"]
+    overrides = [a for a in header_commands(CONFIG)[name] if a.startswith("--") and a != "--config"]
     assert {a.split(".")[-1] for a in overrides} <= {"root", "format", "classes", "train_split", "val_split", "test_split"}
     init_args = printed["data"]["init_args"]
     init_args["root"] = str(REPO / init_args["root"])
