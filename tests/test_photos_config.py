@@ -67,20 +67,23 @@ class _LearningRates(L.Callback):
             self.validated_at.append(trainer.global_step)
 
 
-def _fit_by_steps(train_count: int, **trainer_args) -> tuple[L.Trainer, _LearningRates]:
+def _fit_by_steps(
+    train_count: int, *, callbacks_extra: tuple = (), ckpt_path: str | None = None, **trainer_args
+) -> tuple[L.Trainer, _LearningRates]:
     """The config's step-based trainer settings, scaled down (12 steps, validation every 4), on a toy
-    data set of ``train_count`` images in batches of 2."""
+    data set of ``train_count`` images in batches of 2 (resumed from ``ckpt_path`` when given)."""
     torch.manual_seed(0)
     config = _config()["trainer"]
     system = DetectionSystem(model=TinyDetector(num_classes=2), evaluator=functools.partial(ToyEvaluator),
                              monitor="cls_loc_accuracy", lr=0.1, scheduler="cosine", warmup_steps=3)  # fmt: skip
     recorder = _LearningRates()
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        max_epochs=config["max_epochs"], check_val_every_n_epoch=config["check_val_every_n_epoch"],
-        max_steps=12, val_check_interval=4, num_sanity_val_steps=0, callbacks=[recorder], **trainer_args,
-    )  # fmt: skip
-    trainer.fit(system, ToyDataModule(train_count=train_count, val_count=2, batch_size=2))
+    trainer = L.Trainer(**{
+        "accelerator": "cpu", "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+        "enable_model_summary": False, "max_epochs": config["max_epochs"], "max_steps": 12, "val_check_interval": 4,
+        "check_val_every_n_epoch": config["check_val_every_n_epoch"], "num_sanity_val_steps": 0,
+        "callbacks": [recorder, *callbacks_extra], **trainer_args,
+    })  # fmt: skip
+    trainer.fit(system, ToyDataModule(train_count=train_count, val_count=2, batch_size=2), ckpt_path=ckpt_path)
     return trainer, recorder
 
 
@@ -155,3 +158,28 @@ def test_the_own_dataset_guide_copies_this_config():
     sed = next(line for line in guide.splitlines() if line.startswith("sed -i") and "my_photos" in line)
     patterns = re.findall(r"s#([^#]+)#[^#]*#", sed)
     assert len(patterns) == 2 and all(pattern in CONFIG.read_text() for pattern in patterns), patterns
+
+
+class _StopAfter(L.Callback):
+    """Stop the run after ``step`` optimizer steps, in the middle of an epoch (as a kill would)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step:
+            trainer.should_stop = True
+
+
+def test_resuming_from_a_mid_epoch_last_ckpt_continues_the_step_schedule(tmp_path):
+    """last.ckpt every 4 steps (the config's every_n_train_steps, scaled): a run stopped at step 6 of
+    12 (epoch 0 of 10-batch epochs) resumes from step 4 and ends at step 12 on the same LRs."""
+    every = {"every_n_train_steps": 4, "monitor": None, "filename": "last", "save_top_k": 1, "enable_version_counter": False}
+    last = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, **every)
+    _, uninterrupted = _fit_by_steps(20)
+    stopped, _ = _fit_by_steps(20, callbacks_extra=[last, _StopAfter(6)], enable_checkpointing=True)
+    assert stopped.global_step == 6  # inside the first 10-step epoch
+    assert torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 4
+    resumed, lrs = _fit_by_steps(20, ckpt_path=str(tmp_path / "last.ckpt"))
+    assert resumed.global_step == 12
+    assert lrs.lrs == pytest.approx(uninterrupted.lrs[4:])
