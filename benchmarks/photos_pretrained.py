@@ -107,7 +107,7 @@ def run(quick: bool) -> dict:
             last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
             figures[name] = {
                 "command": "python scripts/train.py " + " ".join(shlex.quote(a) for a in train_args),
-                "steps": last["global_step"],  # max_steps, unless the safety stop cut the run
+                "steps": last["global_step"],  # last.ckpt's step: max_steps, unless the safety stop cut the run
                 "epochs": epochs_done(run_dir),
                 "train_min": round(seconds / 60, 2),
                 "checkpoint": f"{checkpoint}.ckpt",
