@@ -11,6 +11,7 @@ is a number of optimizer steps (``max_steps``) rather than epochs.
 """
 
 import functools
+import json
 import re
 from datetime import timedelta
 
@@ -22,7 +23,7 @@ from config_runs import REPO, fit_fast_dev_run
 from script_loader import load_script
 from system_toys import ToyDataModule, ToyEvaluator
 
-from benchmarks.photos_pretrained import header_commands
+from benchmarks.photos_pretrained import PRETRAINED_RESULTS, _from_scratch, header_commands
 from datasets.datamodule import DetectionDataModule
 from detection.system import DetectionSystem
 from detection.tiny import TinyDetector
@@ -183,3 +184,14 @@ def test_resuming_from_a_mid_epoch_last_ckpt_continues_the_step_schedule(tmp_pat
     resumed, lrs = _fit_by_steps(20, ckpt_path=str(tmp_path / "last.ckpt"))
     assert resumed.global_step == 12
     assert lrs.lrs == pytest.approx(uninterrupted.lrs[4:])
+
+
+def test_the_from_scratch_figure_is_read_from_the_pretrained_results():
+    """The benchmark's full run compares with the recorded quiet BCCD runs (not rerun): the best
+    from-scratch mAP and the margin pretraining had over it there."""
+    scratch = _from_scratch()
+    recorded = json.loads(PRETRAINED_RESULTS.read_text())["figures"]
+    assert 0 < scratch["bccd_best_from_scratch_map_50"] < recorded["faster_rcnn_pretrained"]["test_map_50"]
+    assert scratch["bccd_margin_to_keep"] == pytest.approx(
+        recorded["faster_rcnn_pretrained"]["test_map_50"] - scratch["bccd_best_from_scratch_map_50"], abs=1e-4
+    )
