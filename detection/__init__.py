@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from detection.api import Detector, Training, train
 
 _API = {"Detector": "detection.api", "Training": "detection.api", "train": "detection.api", "SplitSource": "datasets.split_source"}
-__all__ = sorted(_API)
+__all__ = ["Detector", "SplitSource", "Training", "train"]  # the keys of _API
 
 
 def __getattr__(name: str) -> Any:

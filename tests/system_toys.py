@@ -8,12 +8,15 @@ on ``sys.path``.
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.ops import box_iou
+
+from datasets.shapes import SHAPE_CLASSES
 
 TOY_CLASSES = ["red", "green"]
 COLOURS = torch.tensor([[1.0, 0.1, 0.1], [0.1, 1.0, 0.1]])
@@ -137,3 +140,11 @@ class ToyMaskDetector(nn.Module):
                 masks[k, y1:y2, x1:x2] = 1.0
             pred["masks"] = masks
         return preds
+
+
+def save_checkpoint(model: nn.Module, config: dict, path: Path, classes: Sequence[str] = SHAPE_CLASSES) -> Path:
+    """``model``'s weights with its ``{"class_path", "init_args"}`` config and ``classes``, as the
+    checkpoint a command or ``detection.Detector.load`` reads (``weights_only=True``)."""
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"model": config, "classes": list(classes)}}, path)
+    return path

@@ -19,6 +19,8 @@ from script_loader import load_script
 from torch import nn
 
 import detection
+from system_toys import save_checkpoint
+
 from datasets.base import image_to_tensor
 from datasets.safe_io import read_image
 from datasets.shapes import SHAPE_CLASSES
@@ -50,8 +52,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = yaml.safe_load((REPO / "configs" / HEAD / "shapes.yaml").read_text())["model"]["model"]
     model = _spread(build_model(config))
     path = tmp_path_factory.mktemp("api") / "best.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "hyper_parameters": {"model": config, "classes": list(SHAPE_CLASSES)}}, path)  # fmt: skip
+    save_checkpoint(model, config, path)
     return path
 
 

@@ -14,6 +14,8 @@ import yaml
 from script_loader import load_script
 from torch import Tensor, nn
 
+from system_toys import save_checkpoint
+
 from datasets.shapes import SHAPE_CLASSES
 from datasets.voc import VOCDetection
 from detection.checkpoint import CheckpointError, build_model
@@ -159,8 +161,7 @@ def test_rcnn_exports_its_region_network_only_and_mnc_is_refused(tmp_path: Path)
 def _checkpoint(tmp_path: Path, head: str) -> tuple[Path, nn.Module]:
     model, config = _model(head)
     checkpoint = tmp_path / f"{head}.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "hyper_parameters": {"model": config, "classes": list(SHAPE_CLASSES)}}, checkpoint)  # fmt: skip
+    save_checkpoint(model, config, checkpoint)
     return checkpoint, model
 
 

@@ -20,6 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
+from system_toys import save_checkpoint
+
 from datasets.shapes import SHAPE_CLASSES
 from detection.journal import journal_paths
 
@@ -41,8 +43,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = SelfKillingDetector(num_classes=len(SHAPE_CLASSES), kill_file=str(kill_file))
     config = {"class_path": "crash_toys.SelfKillingDetector", "init_args": {"num_classes": len(SHAPE_CLASSES), "kill_file": str(kill_file)}}
     path = run / "model.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "hyper_parameters": {"model": config, "classes": list(SHAPE_CLASSES)}}, path)  # fmt: skip
+    save_checkpoint(model, config, path)
     return path
 
 
@@ -187,8 +188,7 @@ def test_evaluate_on_two_processes_gives_the_metrics_of_one(shapes_root, tmp_pat
     model = TinyDetector(num_classes=len(SHAPE_CLASSES))
     config = {"class_path": "detection.tiny.TinyDetector", "init_args": {"num_classes": len(SHAPE_CLASSES)}}
     checkpoint = tmp_path / "tiny.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "hyper_parameters": {"model": config, "classes": list(SHAPE_CLASSES)}}, checkpoint)  # fmt: skip
+    save_checkpoint(model, config, checkpoint)
     metrics = []
     for devices in (1, 2):
         out = tmp_path / f"report_{devices}"

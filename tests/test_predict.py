@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from system_toys import ToyDataModule, ToyEvaluator
+from system_toys import ToyDataModule, ToyEvaluator, save_checkpoint
 
 from detection.checkpoint import CheckpointError, load_detector
 from detection.inference import batch_predict
@@ -217,8 +217,7 @@ def test_instance_masks_flow_to_rle_and_mask_protocols(shapes_root, tmp_path: Pa
     model = ToyMaskDetector(num_classes=len(SHAPE_CLASSES))
     config = {"class_path": "system_toys.ToyMaskDetector", "init_args": {"num_classes": len(SHAPE_CLASSES)}}
     checkpoint = tmp_path / "mask.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "hyper_parameters": {"model": config, "classes": list(SHAPE_CLASSES)}}, checkpoint)  # fmt: skip
+    save_checkpoint(model, config, checkpoint)
     common = ["--checkpoint", str(checkpoint), "--allow-class-prefix", "system_toys.", "--shapes", str(shapes_root.root),
               "--split", "val", "--num-workers", "0", "--no-progress"]  # fmt: skip
     assert load_script("predict").main([*common, "--out", str(tmp_path / "pred")]) == 0
