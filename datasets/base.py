@@ -40,6 +40,21 @@ _TENSOR_DTYPES = {
 }
 
 
+def semantic_target(semantic: np.ndarray, image_id: int, orig_size: tuple[int, int]) -> Target:
+    """The target of a semantic reader's sample: no objects, the class map ``semantic [H, W]``
+    (0 background, ``1..C``, 255 void)."""
+    empty = np.zeros(0, dtype=bool)
+    return {
+        "boxes": np.zeros((0, 4), np.float32),
+        "labels": np.zeros(0, np.int64),
+        "difficult": empty,
+        "iscrowd": empty,
+        "semantic": semantic,
+        "image_id": image_id,
+        "orig_size": orig_size,
+    }
+
+
 def target_to_tensors(target: Target) -> dict[str, Any]:
     """Numpy target -> tensor target; keys outside the tensor set pass through unchanged."""
     out = dict(target)

@@ -53,7 +53,7 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from datasets.base import DetectionDataset, Target, Transforms
+from datasets.base import DetectionDataset, Target, Transforms, semantic_target
 from datasets.errors import DatasetError, Problem
 from datasets.palette import VOID_INDEX
 from datasets.safe_io import decode_image, read_image, read_index_png, resolve_inside
@@ -253,17 +253,7 @@ class MaskFolderSegmentation(DetectionDataset):
         problems = self.mask_problems(mask_path, mask, image.shape[:2])
         if problems:
             raise DatasetError(mask_path, "; ".join(p.message for p in problems))
-        empty = np.zeros(0, dtype=bool)
-        target: Target = {
-            "boxes": np.zeros((0, 4), np.float32),
-            "labels": np.zeros(0, np.int64),
-            "difficult": empty,
-            "iscrowd": empty,
-            "semantic": self.semantic(mask),
-            "image_id": index,
-            "orig_size": image.shape[:2],
-        }
-        return image, target
+        return image, semantic_target(self.semantic(mask), index, image.shape[:2])
 
     def check(self, index: int) -> tuple[list[Problem], np.ndarray | None]:
         """Every problem of sample ``index`` (image and mask both read, as ``load`` reads them), and the

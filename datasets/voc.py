@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.base import DetectionDataset, Target, Transforms
+from datasets.base import DetectionDataset, Target, Transforms, semantic_target
 from datasets.boxes import voc_to_xyxy
 from datasets.errors import DatasetError, Problem
 from datasets.palette import VOID_INDEX
@@ -264,14 +264,4 @@ class VOCSegmentation(DetectionDataset):
         bad = (semantic > len(self.classes)) & (semantic != VOID_INDEX)
         if bad.any():
             raise DatasetError(mask_path, f"class indices {sorted(set(semantic[bad].tolist()))} exceed {len(self.classes)} classes")
-        empty = np.zeros(0, dtype=bool)
-        target: Target = {
-            "boxes": np.zeros((0, 4), np.float32),
-            "labels": np.zeros(0, np.int64),
-            "difficult": empty,
-            "iscrowd": empty,
-            "semantic": semantic,
-            "image_id": index,
-            "orig_size": image.shape[:2],
-        }
-        return image, target
+        return image, semantic_target(semantic, index, image.shape[:2])
