@@ -2,7 +2,7 @@
 
 Defaults added here (see ``configs/README.md``): ModelCheckpoint on ``val/<model.monitor>``
 (mode max, ``best.ckpt``, configurable under ``checkpoint:``), ``last.ckpt`` after every epoch
-(under ``last_checkpoint:``), LearningRateMonitor when a logger is on, TensorBoard + CSV loggers
+(under ``last_checkpoint:``, e.g. ``every_n_train_steps`` for a schedule in steps), LearningRateMonitor when a logger is on, TensorBoard + CSV loggers
 sharing one run directory, checkpoints read with ``weights_only=True``.
 
 ``model.model.init_args.num_classes`` comes from the data: it is linked to the instantiated data
