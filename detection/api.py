@@ -47,12 +47,11 @@ from detection.evaluation.evaluate_split import GALLERY_SIZE, Progress, ReportOp
 from detection.export import ExportError, export_model
 from detection.inference import PredictSummary, batch_predict
 from detection.onnx_model import OnnxDetector, load_any
-from detection.predictor import Prediction, model_task, predict_images
+from detection.predictor import Prediction, keep_scores, model_task, predict_images
 from detection.processes import Processes
 
 ImageInput = str | Path | Image.Image | np.ndarray | Tensor
 FOLDER_SCORE_THRESHOLD = 0.05  # predict_folder on a folder keeps detections scoring at least this; on a split, all
-DETECTION_KEYS = ("boxes", "labels", "scores", "masks")  # per-detection tensors, filtered together by score
 
 
 def as_image_tensor(image: ImageInput) -> Tensor:
@@ -79,14 +78,6 @@ def as_image_tensor(image: ImageInput) -> Tensor:
             raise ValueError(f"a tensor image must be float in [0, 1] or uint8, got {image.dtype}")
         return image
     raise TypeError(f"an image must be a path, a PIL image, an np.ndarray or a Tensor, got {type(image).__name__}")
-
-
-def keep_scores(pred: Prediction, score_threshold: float) -> Prediction:
-    """``pred`` with the detections scoring below ``score_threshold`` dropped (a semantic map is kept whole)."""
-    if "scores" not in pred or score_threshold <= 0:
-        return pred
-    keep = pred["scores"] >= score_threshold  # [K]
-    return {k: (v[keep] if k in DETECTION_KEYS else v) for k, v in pred.items()}
 
 
 def _progress(enabled: bool) -> Progress | None:

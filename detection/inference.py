@@ -60,7 +60,7 @@ from detection.evaluation.records import MASK_THRESHOLD, encode_masks
 from detection.evaluation.results_io import rle_for_json
 from detection.journal import JournalIndex, JournalWriter, journal_path
 from detection.prediction_outputs import write_outputs
-from detection.predictor import predict_images
+from detection.predictor import keep_scores, predict_images
 from detection.processes import Processes
 
 DRAWN_DIR = "drawn"
@@ -144,9 +144,7 @@ def _predict_batch(
     preds = predict_images(model, [r.image.to(device, non_blocking=True) for r in records], out_device="cpu")
     for record, pred in zip(records, preds, strict=True):
         rel = relative_path(record.path, root)
-        if "scores" in pred:
-            keep = pred["scores"] >= score_threshold
-            pred = {k: v[keep] if k in ("boxes", "labels", "scores", "masks") else v for k, v in pred.items()}
+        pred = keep_scores(pred, score_threshold)
         if draw_threshold is not None:
             drawn = draw_prediction(record.image, pred, classes, score_threshold=draw_threshold)
             save_png(drawn, out_dir / DRAWN_DIR / f"{rel}.png")

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 Prediction = dict[str, Tensor]
+DETECTION_KEYS = ("boxes", "labels", "scores", "masks")  # per-detection tensors, filtered together by score
 
 
 def model_task(model: nn.Module) -> str:
@@ -59,3 +60,11 @@ def predict_images(model: nn.Module, images: list[Tensor], *, out_device: torch.
             for index, pred in zip(group, model([images[i] for i in group]), strict=True):
                 preds[index] = _detached(pred, out_device)
     return preds
+
+
+def keep_scores(pred: Prediction, score_threshold: float) -> Prediction:
+    """``pred`` with the detections scoring below ``score_threshold`` dropped (a semantic map is kept whole)."""
+    if "scores" not in pred or score_threshold <= 0:
+        return pred
+    keep = pred["scores"] >= score_threshold  # [K]
+    return {k: (v[keep] if k in DETECTION_KEYS else v) for k, v in pred.items()}
