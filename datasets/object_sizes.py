@@ -216,7 +216,7 @@ def suggest_anchors(wh: np.ndarray, num_sizes: int, num_ratios: int) -> tuple[tu
     percentile of ``sqrt(w h)``, ``num_ratios`` ratios ``h / w`` at evenly spaced quantiles."""
     sizes = object_size(wh)
     low, high = np.percentile(sizes, 5), np.percentile(sizes, 95)
-    anchor_sizes = tuple(int(round(s)) for s in np.geomspace(low, high, num_sizes))
+    anchor_sizes = tuple(round(float(s)) for s in np.geomspace(low, high, num_sizes))
     quantiles = (np.arange(num_ratios) + 0.5) / num_ratios * 100
     ratios = np.exp(np.percentile(np.log(wh[:, 1] / wh[:, 0]), quantiles))
     return anchor_sizes, tuple(float(round(r, RATIO_DECIMALS)) for r in ratios)
@@ -231,7 +231,7 @@ def suggest_input_size(sizes: BoxSizes, finest_stride: int, resize: InputResize)
     factor = MIN_OBJECT_STRIDES * finest_stride / p5
 
     def rounded(value: float) -> int:
-        return max(SIZE_MULTIPLE, int(math.ceil(value / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+        return max(SIZE_MULTIPLE, math.ceil(value / SIZE_MULTIPLE) * SIZE_MULTIPLE)
 
     if resize.fixed_size is not None:
         return InputResize(fixed_size=rounded(resize.fixed_size * factor))
@@ -349,8 +349,10 @@ def size_lines(sizes: BoxSizes, sizing: ModelSizing | None = None) -> tuple[list
     if sizing.anchor_sizes:
         anchors = anchor_shapes(sizing.anchor_sizes, sizing.aspect_ratios)
         lines += [
-            f"anchors: sizes {[int(s) for s in sizing.anchor_sizes]}, aspect_ratios (h/w) {list(sizing.aspect_ratios)}, "
-            f"on strides {list(sizing.strides)}",
+            (
+                f"anchors: sizes {[int(s) for s in sizing.anchor_sizes]}, aspect_ratios (h/w) {list(sizing.aspect_ratios)}, "
+                f"on strides {list(sizing.strides)}"
+            ),
             f"  {_anchor_fit(wh, anchors)}",
         ]
         smallest = min(sizing.anchor_sizes)
@@ -372,10 +374,10 @@ def size_lines(sizes: BoxSizes, sizing: ModelSizing | None = None) -> tuple[list
         return lines + [f"suggested grid_size: {grid} (cells no larger than the 5th-percentile object, {p5:.1f} px at the input size)"], warnings
     suggested = suggest_input_size(sizes, sizing.strides[0], sizing.resize)
     suggested_wh = sizes.wh * suggested.scales(sizes.image_hw)
-    lines += [
+    lines.append(
         f"suggested input size: {suggested.describe()} (the 5th-percentile object {MIN_OBJECT_STRIDES} cells of "
         f"stride {sizing.strides[0]}: {MIN_OBJECT_STRIDES * sizing.strides[0]} px)"
-    ]
+    )
     if num_sizes:
         anchor_sizes, ratios = suggest_anchors(suggested_wh, num_sizes, num_ratios)
         lines += [

@@ -21,7 +21,9 @@ def without_run_names(config: dict) -> dict:
 def test_the_twins_differ_in_the_backbone_initialisation_only():
     pretrained, scratch = (yaml.safe_load(path.read_text()) for path in (PRETRAINED, SCRATCH))
     assert without_run_names(pretrained) == without_run_names(scratch)
-    backbone = lambda config: config["model"]["model"]["init_args"]["backbone"]["init_args"]  # noqa: E731
+    def backbone(config: dict) -> dict:
+        return config["model"]["model"]["init_args"]["backbone"]["init_args"]
+
     assert backbone(pretrained) == {"weights": "IMAGENET", "frozen_stages": 2, "frozen_bn": True}
     assert backbone(scratch) == {"weights": None, "frozen_stages": 0, "frozen_bn": False}
 
