@@ -71,14 +71,20 @@ def write_outputs(
             image = {"id": image_id, "file_name": rel, "width": entry["width"], "height": entry["height"]}
             image_list.write((",\n" if images else "\n").encode() + json.dumps(image).encode())
             images += 1
-            for det in entry.get("detections", []):
-                x, y, w, h = (float(v) for v in xyxy_to_xywh([det["box"]])[0])
-                result = {"image_id": image_id, "category_id": to_category(det["label"]), "bbox": [x, y, w, h], "score": det["score"]}
+            dets = entry.get("detections", [])
+            if not dets:
+                continue
+            image_results = []  # one json.dumps and one writerows per image: the summaries cost little beside the model
+            for det, bbox in zip(dets, xyxy_to_xywh([det["box"] for det in dets]).tolist(), strict=True):
+                result = {"image_id": image_id, "category_id": to_category(det["label"]), "bbox": bbox, "score": det["score"]}
                 if "segmentation" in det:
                     result["segmentation"] = det["segmentation"]
-                results.write((", " if detections else "").encode() + json.dumps(result).encode())
-                table.writerow([rel, image_id, class_name(det["label"], classes), f"{det['score']:.6f}", *(f"{v:.2f}" for v in det["box"])])
-                detections += 1
+                image_results.append(result)
+            results.write((", " if detections else "").encode() + json.dumps(image_results)[1:-1].encode())
+            table.writerows(
+                [rel, image_id, class_name(det["label"], classes), f"{det['score']:.6f}", *(f"{v:.2f}" for v in det["box"])] for det in dets
+            )
+            detections += len(dets)
         results.write(b"]")
         categories = [{"id": to_category(i + 1), "name": name} for i, name in enumerate(classes)]
         image_list.write(f'\n], "categories": {json.dumps(categories)}}}\n'.encode())
