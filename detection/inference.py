@@ -26,9 +26,11 @@ Outputs in ``out_dir`` (``<rel>`` is an image's path relative to the input root)
 - ``drawn/<rel>.png``: the image with what was predicted drawn on it.
 
 The summary files (``detection/prediction_outputs.py``) are rebuilt from the journals by the main
-process: during the run at most every ``SUMMARY_EVERY_S`` seconds and never more than
-``1 / SUMMARY_COST_SHARE`` of the time (a rebuild reads every journal line, so on a large folder
-it runs less often and images/s stay flat), and when the run ends or is interrupted.
+process when the run ends or is interrupted, and, on one process, during the run too: at most
+every ``SUMMARY_EVERY_S`` seconds and with at most ``SUMMARY_COST_SHARE`` of the time (a rebuild
+reads every journal line, so on a large folder it runs less often and images/s stay flat). On
+several processes the main one does not rebuild them mid-run: it would fall behind the others
+by the time a rebuild takes, and they would wait for it at the end.
 
 **Several processes** (``detection.processes``: Lightning Fabric, on one machine or many). Every
 process lists the input, locks its own journal, then all meet at a barrier, read every journal
@@ -243,7 +245,7 @@ def batch_predict(
             for batch in batches:
                 # masks and drawings are on disk before the journal line that marks an image done
                 journal.write(_predict_batch(model, batch, root, out_dir, classes, score_threshold, draw_at, processes.device))
-                if processes.is_main:
+                if processes.world_size == 1:  # on several processes a rebuild would hold back the main one's share
                     summaries.maybe_write()
         processes.barrier()  # every share journalled
     finally:  # the main process also after an interruption: the summaries then hold everything journalled so far
