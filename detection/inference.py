@@ -26,11 +26,9 @@ Outputs in ``out_dir`` (``<rel>`` is an image's path relative to the input root)
 - ``drawn/<rel>.png``: the image with what was predicted drawn on it.
 
 The summary files (``detection/prediction_outputs.py``) are rebuilt from the journals by the main
-process when the run ends or is interrupted, and, on one process, during the run too: at most
-every ``SUMMARY_EVERY_S`` seconds and with at most ``SUMMARY_COST_SHARE`` of the time (a rebuild
-reads every journal line, so on a large folder it runs less often and images/s stay flat). On
-several processes the main one does not rebuild them mid-run: it would fall behind the others
-by the time a rebuild takes, and they would wait for it at the end.
+process when the run ends or is interrupted (a rebuild reads every journal line: done during the
+run it would cost time that grows with the folder, and on several processes hold back the main
+one's share). Until then the journals, masks and drawings show the progress.
 
 **Several processes** (``detection.processes``: Lightning Fabric, on one machine or many). Every
 process lists the input, locks its own journal, then all meet at a barrier, read every journal
@@ -46,7 +44,6 @@ what no journal holds.
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -69,8 +66,6 @@ DRAWN_DIR = "drawn"
 MASKS_DIR = "masks"
 INSTANCES_DIR = "instances"
 RUN_JSON = "run.json"  # what the outputs of ``reset_for_run`` depend on
-SUMMARY_EVERY_S = 30.0  # rebuild the summary files at most this often during a run (and at its end)
-SUMMARY_COST_SHARE = 0.05  # ... and spend at most this share of the run's time on rebuilding them
 
 
 @dataclass
@@ -167,28 +162,6 @@ def deal_batches(todo: Sequence[int], batch_size: int, processes: Processes) -> 
     return batches[processes.rank :: processes.world_size]
 
 
-class _Summaries:
-    """The main process's rebuilds of the summary files, at most every ``SUMMARY_EVERY_S`` s and
-    ``SUMMARY_COST_SHARE`` of the time."""
-
-    def __init__(self, out_dir: Path, image_ids: Mapping[str, int], classes: Sequence[str], label_to_category_id: Mapping[int, int] | None) -> None:
-        self.out_dir, self.image_ids, self.classes, self.label_to_category_id = out_dir, image_ids, classes, label_to_category_id
-        self.next_at = time.monotonic() + SUMMARY_EVERY_S
-
-    def write(self) -> tuple[JournalIndex, int, int]:
-        """Rebuild them now; returns the journals read, the detections and the unreadable files listed."""
-        start = time.monotonic()
-        index = JournalIndex.read(self.out_dir)
-        counts = write_outputs(index, self.image_ids, self.classes, self.out_dir, label_to_category_id=self.label_to_category_id)
-        took = time.monotonic() - start
-        self.next_at = time.monotonic() + max(SUMMARY_EVERY_S, took / SUMMARY_COST_SHARE)
-        return index, counts.detections, counts.errors
-
-    def maybe_write(self) -> None:
-        if time.monotonic() >= self.next_at:
-            self.write()
-
-
 def batch_predict(
     model: nn.Module,
     classes: Sequence[str],
@@ -229,7 +202,6 @@ def batch_predict(
     _check_mask_names(listing)
     image_ids = dict(zip(listing, dataset.image_ids, strict=True))
     out_dir.mkdir(parents=True, exist_ok=True)
-    summaries = _Summaries(out_dir, image_ids, classes, label_to_category_id)
     try:
         with JournalWriter(journal_path(out_dir, processes.rank)) as journal:
             processes.barrier()  # every process holds its journal: no one writes while the others read
@@ -245,19 +217,18 @@ def batch_predict(
             for batch in batches:
                 # masks and drawings are on disk before the journal line that marks an image done
                 journal.write(_predict_batch(model, batch, root, out_dir, classes, score_threshold, draw_at, processes.device))
-                if processes.world_size == 1:  # on several processes a rebuild would hold back the main one's share
-                    summaries.maybe_write()
         processes.barrier()  # every share journalled
     finally:  # the main process also after an interruption: the summaries then hold everything journalled so far
         if processes.is_main:
-            index, detections, errors = summaries.write()
+            index = JournalIndex.read(out_dir)
+            counts = write_outputs(index, image_ids, classes, out_dir, label_to_category_id=label_to_category_id)
     if not processes.is_main:
         return None
     previously_read = sum(not line.error for rel, line in done.items() if rel in image_ids)
     now_read = sum(not line.error for rel, line in index.lines.items() if rel in image_ids)
     return PredictSummary(
-        total=len(listing), skipped=len(listing) - len(todo), processed=now_read - previously_read, errors=errors,
-        detections=detections, out_dir=out_dir,
+        total=len(listing), skipped=len(listing) - len(todo), processed=now_read - previously_read, errors=counts.errors,
+        detections=counts.detections, out_dir=out_dir,
     )  # fmt: skip
 
 
