@@ -40,10 +40,10 @@ from datasets.base import image_to_tensor
 from datasets.folder import ImageFolder
 from datasets.safe_io import read_image
 from datasets.split_images import SplitImages
-from datasets.split_source import SplitSource, open_split
+from datasets.split_source import SplitSource
 from detection.checkpoint import DEFAULT_ALLOWED_PREFIXES, LoadedDetector
 from detection.drawing import DRAW_SCORE_THRESHOLD
-from detection.evaluation.evaluate_split import GALLERY_SIZE, Progress, ReportOptions, evaluate_model, read_metrics
+from detection.evaluation.evaluate_split import GALLERY_SIZE, open_model_split, Progress, ReportOptions, evaluate_model, read_metrics
 from detection.export import ExportError, export_model
 from detection.inference import PredictSummary, batch_predict
 from detection.onnx_model import OnnxDetector, load_any
@@ -195,9 +195,7 @@ class Detector:
         the main one gets the summary, the others ``None``.
         """
         if isinstance(source, SplitSource):
-            split = open_split(source, task=self.task, classes=self.classes)
-            if split.reader.classes != self.classes:
-                raise ValueError(f"{split.source}: classes {split.reader.classes} differ from the checkpoint's {self.classes}")
+            split = open_model_split(source, self.task, self.classes)
             images, root, categories = SplitImages(split.reader), split.images_root, split.label_to_category_id
             threshold = 0.0 if score_threshold is None else score_threshold
         else:

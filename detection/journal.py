@@ -100,17 +100,6 @@ class JournalReader:
         return entry
 
 
-def read_journal(path: Path) -> dict[str, dict]:
-    """One journal's finished images by relative path (whole entries: for tests and small runs)."""
-    entries: dict[str, dict] = {}
-    if path.is_file():
-        with open(path, "rb") as f:
-            for line in f:
-                if (entry := _parse(line)) is not None:
-                    entries[entry["path"]] = entry
-    return entries
-
-
 class JournalWriter:
     """Appends entries to one journal under an exclusive lock (use as a context manager)."""
 

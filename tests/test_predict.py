@@ -15,7 +15,7 @@ from system_toys import ToyDataModule, ToyEvaluator, save_checkpoint
 
 from detection.checkpoint import CheckpointError, load_detector
 from detection.inference import batch_predict
-from detection.journal import JOURNAL, read_journal
+from detection.journal import JOURNAL, JournalIndex
 from detection.system import DetectionSystem
 from datasets.folder import ImageFolder
 from detection.tiny import TinyDetector
@@ -162,7 +162,7 @@ def test_interrupted_run_resumes_without_redoing_or_losing(checkpoint: Path, fol
     assert sorted(r["image_id"] for r in results) == [1, 3]
     assert [r for r in results if r["image_id"] == 1] == first_results
     assert (out / "drawn" / "a_rgb.jpg.png").read_bytes() == first_drawing
-    assert set(read_journal(out / JOURNAL)) == {"a_rgb.jpg", "sub/b_gray.png", "c_corrupt.jpg"}
+    assert set(JournalIndex.read(out).lines) == {"a_rgb.jpg", "sub/b_gray.png", "c_corrupt.jpg"}
 
     again = _predict(detector, folder, out, batch_size=1)
     assert again.processed == 0 and again.skipped == 3 and len(counting.images_seen) == 2

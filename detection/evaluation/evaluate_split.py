@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from datasets.safe_io import read_image
 from datasets.split_images import SplitImages
-from datasets.split_source import SplitSource, open_split
+from datasets.split_source import Split, SplitSource, open_split
 from detection.checkpoint import LoadedDetector
 from detection.evaluation.cls_loc import ClsLocEvaluator
 from detection.evaluation.coco_eval import COCOEvaluator, class_pr_curves, evaluate_annotation_file, summary_metrics
@@ -104,6 +104,14 @@ def default_protocol(loaded: LoadedDetector, protocol: str | None = None) -> str
     return protocol
 
 
+def open_model_split(source: SplitSource, task: str, classes: list[str]) -> Split:
+    """The split a model of ``task`` and ``classes`` runs on; ``ValueError`` when its classes differ."""
+    split = open_split(source, task=task, classes=classes)
+    if split.reader.classes != classes:
+        raise ValueError(f"{split.source}: classes {split.reader.classes} differ from the checkpoint's {classes}")
+    return split
+
+
 def predict_split(
     loaded: LoadedDetector,
     source: SplitSource,
@@ -126,9 +134,7 @@ def predict_split(
     """
     processes = processes or Processes()
     task = model_task(loaded.model)
-    split = open_split(source, task=task, classes=loaded.classes)
-    if split.reader.classes != loaded.classes:
-        raise ValueError(f"{split.source}: classes {split.reader.classes} differ from the checkpoint's {loaded.classes}")
+    split = open_model_split(source, task, loaded.classes)
     resolved = model_file.resolve()
     run = {"checkpoint": str(resolved), "bytes": resolved.stat().st_size, "mtime_ns": resolved.stat().st_mtime_ns,
            "config": str(config), "split": source.describe(), "image_set": source.image_set, "batch_size": batch_size}  # fmt: skip
