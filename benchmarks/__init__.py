@@ -40,5 +40,6 @@ BENCHMARKS = (  # module names under benchmarks/, in the order ``run all`` takes
     "predict_processes",
     "fcn_pretrained",
     "photos_pretrained",
+    "anchor_suggestion",
     "gpu",
 )

@@ -21,13 +21,20 @@ shapes alone (centred, as if an anchor sat on every object's centre, an upper bo
   anchor fits. AutoAnchor recomputes the anchors below ``GOOD_BPR`` (0.98).
 - YOLOv2's **mean best IoU**: each box's best shape IoU with an anchor, averaged.
 
-The suggested anchors keep the config's counts (sizes split evenly over its pyramid levels):
+The fitted anchors keep the config's counts (sizes split evenly over its pyramid levels):
 sizes log-spaced from the 5th to the 95th percentile of ``sqrt(w h)`` at the suggested input
 size (torchvision's sizes double per step; log spacing keeps that form over the objects' range),
 ratios at the evenly spaced quantiles of ``h / w``. For comparison, YOLO-style free anchors
 (``k = sizes x ratios``) are clustered with YOLOv2's k-means under the ``1 - IoU`` distance.
 
-The suggested input size makes the 5th-percentile object ``MIN_OBJECT_STRIDES`` cells of the
+What already fits is kept, as YOLOv5's AutoAnchor keeps anchors whose BPR is at least ``GOOD_BPR``:
+when the 5th-percentile object spans ``MIN_OBJECT_STRIDES`` cells of the finest stride and no
+warning is raised, the suggestion is the config's own input size and anchors, and the fitted ones
+are printed beside it, not suggested (on BCCD, fitting the config's already fitting anchors and
+size lowered test mAP@0.5 by 0.037: ``python -m benchmarks run anchor_suggestion``). Otherwise the
+fitted ones are suggested.
+
+The fitted input size makes the 5th-percentile object ``MIN_OBJECT_STRIDES`` cells of the
 finest stride wide (4 x 8 = 32 px for a stride-8 tap: COCO's small/medium boundary, below which
 every detector's AP drops), rounded up to a multiple of 32. YOLO's cells are a fixed fraction of
 its square input (``image_size / grid_size``), so no input size changes how many cells an object
@@ -372,17 +379,30 @@ def size_lines(sizes: BoxSizes, sizing: ModelSizing | None = None) -> tuple[list
     if sizing.grid_size is not None:  # cells scale with the input: only a finer grid makes them smaller
         grid = max(sizing.grid_size, math.ceil(sizing.grid_size * sizing.strides[0] / p5))
         return lines + [f"suggested grid_size: {grid} (cells no larger than the 5th-percentile object, {p5:.1f} px at the input size)"], warnings
-    suggested = suggest_input_size(sizes, sizing.strides[0], sizing.resize)
-    suggested_wh = sizes.wh * suggested.scales(sizes.image_hw)
-    lines.append(
-        f"suggested input size: {suggested.describe()} (the 5th-percentile object {MIN_OBJECT_STRIDES} cells of "
-        f"stride {sizing.strides[0]}: {MIN_OBJECT_STRIDES * sizing.strides[0]} px)"
-    )
-    if num_sizes:
-        anchor_sizes, ratios = suggest_anchors(suggested_wh, num_sizes, num_ratios)
-        lines += [
-            f"suggested anchors at that size: anchor_sizes: {list(anchor_sizes)}, aspect_ratios: {list(ratios)}",
-            f"  {_anchor_fit(suggested_wh, anchor_shapes(anchor_sizes, ratios))}",
-            *_kmeans_line(suggested_wh, num_sizes * num_ratios),
-        ]
-    return lines, warnings
+    fitted = suggest_input_size(sizes, sizing.strides[0], sizing.resize)
+    reach = MIN_OBJECT_STRIDES * sizing.strides[0]
+    keep_size = p5 >= reach  # AutoAnchor's rule: keep what already reaches the objects
+    if keep_size:
+        lines.append(f"suggested input size: {sizing.resize.describe()}, the config's (its 5th-percentile object, {p5:.1f} px, spans {MIN_OBJECT_STRIDES} cells of stride {sizing.strides[0]})")
+    else:
+        lines.append(f"suggested input size: {fitted.describe()} (the 5th-percentile object {MIN_OBJECT_STRIDES} cells of stride {sizing.strides[0]}: {reach} px)")
+    if not num_sizes:
+        return lines, warnings
+    if not keep_size or warnings:  # anchors fitted at the suggested input size
+        return lines + _fitted_anchor_lines("suggested anchors at that size: ", sizes, sizing.resize if keep_size else fitted, num_sizes, num_ratios), warnings
+    config_anchors = f"anchor_sizes: {[int(s) for s in sizing.anchor_sizes]}, aspect_ratios: {list(sizing.aspect_ratios)}"
+    return lines + [
+        f"suggested anchors: {config_anchors}, the config's (they fit {bpr:.1%} of the boxes, AutoAnchor keeps anchors from {GOOD_BPR:.0%})",
+        *_fitted_anchor_lines(f"fitted to the boxes, not suggested (on BCCD they lowered mAP, docs/own_dataset.md): {fitted.describe()}, ", sizes, fitted, num_sizes, num_ratios),
+    ], warnings
+
+
+def _fitted_anchor_lines(prefix: str, sizes: BoxSizes, resize: InputResize, num_sizes: int, num_ratios: int) -> list[str]:
+    """Anchors fitted to the boxes at ``resize``'s size (``prefix`` + their values), their fit and YOLOv2's k-means."""
+    wh = sizes.wh * resize.scales(sizes.image_hw)
+    anchor_sizes, ratios = suggest_anchors(wh, num_sizes, num_ratios)
+    return [
+        f"{prefix}anchor_sizes: {list(anchor_sizes)}, aspect_ratios: {list(ratios)}",
+        f"  {_anchor_fit(wh, anchor_shapes(anchor_sizes, ratios))}",
+        *_kmeans_line(wh, num_sizes * num_ratios),
+    ]

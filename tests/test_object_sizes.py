@@ -120,6 +120,25 @@ def test_size_lines_give_sizes_at_the_input_size_warnings_and_a_suggestion():
     assert size_lines(sizes, fitting)[1] == []
 
 
+def test_a_config_that_reaches_its_objects_keeps_its_size_and_anchors():
+    """AutoAnchor's rule: no warning and the 5th-percentile object (14.1 px) spans 4 cells of stride 2
+    -> the config's own values are suggested; the fitted ones are printed, not suggested."""
+    sizes = sizes_of([(10.0, 20.0)] * 50 + [(40.0, 80.0)] * 50, (400, 400))
+    fitting = ModelSizing(resize=InputResize(min_size=400, max_size=400), strides=(2,), anchor_sizes=(16.0, 64.0), aspect_ratios=(2.0,))
+    lines, warnings = size_lines(sizes, fitting)
+    assert warnings == []
+    assert any(line.startswith("suggested input size: min_size 400, max_size 400, the config's") for line in lines)
+    assert any(line.startswith("suggested anchors: anchor_sizes: [16, 64], aspect_ratios: [2.0], the config's") for line in lines)
+    assert any(line.startswith("fitted to the boxes, not suggested") and "min_size 256, max_size 256, anchor_sizes" in line for line in lines)  # 14.1 -> 8 px: x 0.57, up to 32s
+    small_anchor_missing = ModelSizing(resize=InputResize(min_size=400, max_size=400), strides=(2,), anchor_sizes=(64.0,), aspect_ratios=(2.0,))
+    lines, warnings = size_lines(sizes, small_anchor_missing)  # size kept, anchors fitted at the config's size
+    assert len(warnings) == 2 and "smallest anchor (64 px)" in warnings[0] and "50.0%" in warnings[1]
+    assert any(line.startswith("suggested input size: min_size 400, max_size 400, the config's") for line in lines)
+    assert "suggested anchors at that size: anchor_sizes: [14], aspect_ratios: [2.0]" in lines
+    reaching_not = ModelSizing(resize=InputResize(min_size=400, max_size=400), strides=(8,), anchor_sizes=(16.0, 64.0), aspect_ratios=(2.0,))
+    assert not any("the config's" in line or "not suggested" in line for line in size_lines(sizes, reaching_not)[0])  # 14.1 < 4 x 8
+
+
 def test_a_grid_head_gets_a_grid_size_not_an_input_size():
     sizes = sizes_of([(20.0, 20.0)] * 10, (320, 320))  # at 320 x 320 with a 10 x 10 grid: 20 px objects, 32 px cells
     lines, warnings = size_lines(sizes, ModelSizing(InputResize(fixed_size=320), (32,), grid_size=10))
@@ -177,7 +196,8 @@ def test_check_dataset_config_prints_sizes_warnings_and_suggestion(tmp_path, cap
 
 def test_bccd_sizes_and_suggestion(shared_data, capsys):
     """BCCD train at 640 x 480 with bccd_pretrained.yaml's 480 x 360 input, FPN on strides 8 and 16:
-    the anchors already fit (no warning); the suggestion keeps a platelet at 32 px."""
+    the anchors already fit (no warning) and a platelet spans 4 stride-8 cells: the config's values
+    are suggested; the fitted ones (measured to lower mAP) are printed beside them."""
     config = REPO / "configs" / "faster_rcnn" / "bccd_pretrained.yaml"
     assert (shared_data / "voc_bccd" / "BCCD").is_dir()
     load_script("check_dataset").main(["--config", str(config), "--split", "train"])
@@ -187,5 +207,18 @@ def test_bccd_sizes_and_suggestion(shared_data, capsys):
     assert "    sqrt(wh)     42.9    94.5   103.0   111.9   165.5" in section  # 640 x 480
     assert "    sqrt(wh)     32.2    70.9    77.3    83.9   124.1" in section  # x 0.75
     assert "  best possible recall 1.000" in section and "warning" not in section
-    assert "suggested input size: min_size 384, max_size 512" in section
-    assert "suggested anchors at that size: anchor_sizes: [34, 54, 84, 132], aspect_ratios: [0.82, 0.96, 1.1]" in section
+    assert "suggested input size: min_size 360, max_size 480, the config's" in section
+    assert "suggested anchors: anchor_sizes: [16, 32, 64, 128], aspect_ratios: [0.5, 1.0, 2.0], the config's" in section
+    assert "docs/own_dataset.md): min_size 384, max_size 512, anchor_sizes: [34, 54, 84, 132], aspect_ratios: [0.82, 0.96, 1.1]" in section  # fitted
+
+
+def test_the_anchor_suggestion_benchmark_reads_the_checkers_lines():
+    """benchmarks/anchor_suggestion.py parses what size_lines prints: the suggestion and the fitted values."""
+    from benchmarks.anchor_suggestion import FITTED, SUGGESTED_ANCHORS, SUGGESTED_SIZE
+
+    sizes = sizes_of([(10.0, 20.0)] * 50 + [(40.0, 80.0)] * 50, (400, 400))
+    fitting = ModelSizing(resize=InputResize(min_size=400, max_size=400), strides=(2,), anchor_sizes=(16.0, 64.0), aspect_ratios=(2.0,))
+    text = "\n".join(size_lines(sizes, fitting)[0])
+    assert SUGGESTED_SIZE.search(text).groups() == ("400", "400")
+    assert SUGGESTED_ANCHORS.search(text).groups() == ("[16, 64]", "[2.0]")
+    assert FITTED.search(text).groups()[:2] == ("256", "256")
