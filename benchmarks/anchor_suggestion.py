@@ -37,7 +37,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.pretrained import BCCD, QUICK_SIZES, voc_subset
-from benchmarks.runs import QUICK_TRAIN, REPO, epochs_done, evaluate_checkpoint, fit, tiny_shapes
+from benchmarks.runs import QUICK_TRAIN, REPO, epochs_done, evaluate_checkpoint, fit, map50_figures, tiny_shapes
 
 CONFIG = REPO / "configs" / "faster_rcnn" / "bccd_pretrained.yaml"
 SAFETY_MINUTES = 40.0  # max_time, a stop for a runaway run only: the config's 6 epochs end it
@@ -98,16 +98,15 @@ def run(quick: bool) -> dict:
             runs["suggested"] = overrides(checked["suggestion"])
         if checked["fitted"]:
             runs["fitted"] = overrides(checked["fitted"])
+        split = ["--voc", str(root), "--split", "test", "--protocol", "voc"]
         for name, extra_overrides in runs.items():
             run_dir, seconds = fit(config, work / name, [*extra, *extra_overrides], minutes=SAFETY_MINUTES)
-            split = ["--voc", str(root), "--split", "test", "--protocol", "voc"]
             metrics = evaluate_checkpoint(run_dir / "checkpoints" / "best.ckpt", split, run_dir / "report")
             figures[name + "_run"] = {
                 "overrides": " ".join(extra_overrides),
                 "epochs": epochs_done(run_dir),
                 "train_min": round(seconds / 60, 2),
-                "test_map_50": round(metrics["map_50"], 4),
-                "test_ap_50": {key.split("/", 1)[1]: round(value, 4) for key, value in metrics.items() if key.startswith("ap_50/")},
+                **map50_figures(metrics),
             }
     shipped = figures["shipped_run"]["test_map_50"]
     suggested = figures.get("suggested_run", figures["shipped_run"])["test_map_50"]  # the config's own values: the shipped run

@@ -38,7 +38,7 @@ import torch
 
 from benchmarks.mnc_coco import first_images
 from benchmarks.pretrained import QUICK_SIZES, voc_subset
-from benchmarks.runs import REPO, epochs_done, evaluate_checkpoint, fit, tiny_shapes
+from benchmarks.runs import REPO, epochs_done, evaluate_checkpoint, fit, map50_figures, tiny_shapes
 
 CONFIG = REPO / "configs" / "faster_rcnn" / "photos_pretrained.yaml"
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -112,8 +112,7 @@ def run(quick: bool) -> dict:
                 "train_min": round(seconds / 60, 2),
                 "checkpoint": f"{checkpoint}.ckpt",
                 "test_split": data_args[-1] if data_args[0] == "--voc" else "val2017 (person)",
-                "test_map_50": round(metrics["map_50"], 4),
-                "test_ap_50": {key.split("/", 1)[1]: round(value, 4) for key, value in metrics.items() if key.startswith("ap_50/")},
+                **map50_figures(metrics),
             }
     if not quick:
         scratch = _from_scratch()

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from benchmarks.runs import QUICK_TRAIN, REPO, epochs_done, evaluate_checkpoint, fit, tiny_shapes
+from benchmarks.runs import QUICK_TRAIN, REPO, epochs_done, evaluate_checkpoint, fit, map50_figures, tiny_shapes
 from benchmarks.timing import seconds_per_image
 from detection.checkpoint import load_detector
 
@@ -101,8 +101,7 @@ def run(quick: bool) -> dict:
                 "config": config_name + (" (weights null)" if overrides == RANDOM_INIT else ""),
                 "epochs": epochs_done(run_dir),
                 "train_min": round(seconds / 60, 2),
-                "test_map_50": round(metrics["map_50"], 4),
-                "test_ap_50": {key.split("/", 1)[1]: round(value, 4) for key, value in metrics.items() if key.startswith("ap_50/")},
+                **map50_figures(metrics),
                 "images_per_s": round(images_per_second(best, warmup=warmup, images=images), 2),
             }
     if not quick:

@@ -89,3 +89,10 @@ def evaluate_checkpoint(checkpoint: Path, data_args: list[str], out: Path) -> di
     run_script("evaluate.py", ["--checkpoint", str(checkpoint), *data_args, "--out", str(out), "--no-progress",
                                "--num-workers", "0"])  # fmt: skip
     return json.loads((out / "metrics.json").read_text())
+
+
+def map50_figures(metrics: dict[str, float]) -> dict:
+    """``metrics.json``'s mAP@0.5 and per-class AP@0.5 as a benchmark records them (4 decimals):
+    ``{test_map_50, test_ap_50: {class: AP}}``."""
+    per_class = {key.split("/", 1)[1]: round(value, 4) for key, value in metrics.items() if key.startswith("ap_50/")}
+    return {"test_map_50": round(metrics["map_50"], 4), "test_ap_50": per_class}
